@@ -1,0 +1,117 @@
+"""spanhooks: callbacks for LLM and agent code whose every event is OpenTelemetry data.
+
+Register callbacks in the style of any of the seed systems, emit events, and get spans, span
+events and recorded exceptions in a trace, exported to JSONL and OTLP::
+
+    import spanhooks
+    from spanhooks import CallbackEvent
+
+    spanhooks.setup()
+    spanhooks.register(CallbackEvent.TOOL_START, lambda tool_name, tool_args: ...)
+    spanhooks.emit(CallbackEvent.TOOL_START, "search", {"q": "otel"})
+    spanhooks.emit(CallbackEvent.TOOL_END, "search", {"hits": 3})
+"""
+
+from spanhooks._attributes import AttributePolicy
+from spanhooks._context import (
+    CallContext,
+    ContextThreadPoolExecutor,
+    child_env,
+    current_call,
+    propagate,
+)
+from spanhooks._dispatch import Dispatcher, DispatchMode, DispatchObserver, Priority
+from spanhooks._events import EventSet, EventSpec, Phase, end, point, start
+from spanhooks._jsonl import JsonlSpanExporter
+from spanhooks._manager import AbstractCallback, CallbackManager, EventRecord
+from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
+from spanhooks._reader import SpanNode, build_trees, format_trees, read_spans
+from spanhooks._setup import (
+    Telemetry,
+    add_span_processor,
+    force_flush,
+    get_callback_manager,
+    setup,
+    shutdown,
+)
+from spanhooks._version import __version__
+from spanhooks.vocab import (
+    BUILTIN_EVENT_SETS,
+    LLMPROC,
+    LOGILLM,
+    MEETING,
+    THEA,
+    CallbackEvent,
+    CallbackType,
+    MeetingEventType,
+)
+
+_default = get_callback_manager()
+register = _default.register
+unregister = _default.unregister
+clear = _default.clear
+on = _default.on
+on_span = _default.on_span
+emit = _default.emit
+trigger = _default.trigger
+emit_async = _default.emit_async
+enable = _default.enable
+disable = _default.disable
+is_enabled = _default.is_enabled
+declare = _default.declare
+
+__all__ = [
+    "BUILTIN_EVENT_SETS",
+    "LLMPROC",
+    "LOGILLM",
+    "MEETING",
+    "THEA",
+    "AbstractCallback",
+    "AttributePolicy",
+    "CallContext",
+    "CallbackEvent",
+    "CallbackManager",
+    "CallbackSpanProcessor",
+    "CallbackType",
+    "ContextThreadPoolExecutor",
+    "DispatchMode",
+    "DispatchObserver",
+    "Dispatcher",
+    "EventRecord",
+    "EventSet",
+    "EventSpec",
+    "IsolatedSpanProcessor",
+    "JsonlSpanExporter",
+    "MeetingEventType",
+    "Phase",
+    "Priority",
+    "SpanNode",
+    "Telemetry",
+    "__version__",
+    "add_span_processor",
+    "build_trees",
+    "child_env",
+    "clear",
+    "current_call",
+    "declare",
+    "disable",
+    "emit",
+    "emit_async",
+    "enable",
+    "end",
+    "force_flush",
+    "format_trees",
+    "get_callback_manager",
+    "is_enabled",
+    "on",
+    "on_span",
+    "point",
+    "propagate",
+    "read_spans",
+    "register",
+    "setup",
+    "shutdown",
+    "start",
+    "trigger",
+    "unregister",
+]

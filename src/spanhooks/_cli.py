@@ -1,0 +1,92 @@
+"""The ``spanhooks`` command: ``demo`` runs the simulated agent, ``view`` prints a trace file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from spanhooks._reader import build_trees, format_trees, read_spans
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from spanhooks._demo import run_demo
+    from spanhooks._setup import get_callback_manager, setup
+
+    path = Path(args.output)
+    if path.exists() and not args.append:
+        path.unlink()
+    telemetry = setup(service_name="spanhooks-demo", jsonl_path=path)
+    stats = run_demo(get_callback_manager(), duration=args.duration)
+    telemetry.shutdown()
+    result = read_spans(path)
+    print(format_trees(build_trees(result.spans), color=sys.stdout.isatty()))
+    print()
+    tools = ", ".join(f"{name} x{count}" for name, count in sorted(stats.tool_calls.items()))
+    print(
+        f"{stats.runs} run(s): tool calls {tools}; {stats.messages} messages; "
+        f"{stats.module_calls} module calls; "
+        f"{stats.meeting_events} meeting events seen by callbacks"
+    )
+    print(f"{len(result.spans)} spans written to {path.resolve()}")
+    print(f"view again with: spanhooks view {path}")
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    try:
+        result = read_spans(args.file)
+    except FileNotFoundError:
+        print(f"spanhooks view: no such file: {args.file}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"spanhooks view: {exc}", file=sys.stderr)
+        return 1
+    if not result.spans:
+        print(f"{args.file}: no spans")
+        return 0
+    print(format_trees(build_trees(result.spans), color=args.color or sys.stdout.isatty()))
+    if result.skipped or result.torn_tail:
+        notes = []
+        if result.skipped:
+            notes.append(f"{result.skipped} unreadable line(s) skipped")
+        if result.torn_tail:
+            notes.append("a torn last line skipped")
+        print(f"\nnote: {'; '.join(notes)}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spanhooks", description="Callbacks whose every event is OpenTelemetry data."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run a simulated agent and print its traces")
+    demo.add_argument(
+        "-o", "--output", default="spanhooks-traces.jsonl", help="JSONL file to write"
+    )
+    demo.add_argument(
+        "--duration", type=float, default=0.0, help="keep running the agent for this many seconds"
+    )
+    demo.add_argument(
+        "--append", action="store_true", help="append to the file instead of replacing it"
+    )
+    demo.set_defaults(run=_demo)
+    view = commands.add_parser("view", help="print a JSONL trace file as trees")
+    view.add_argument("file", help="a JSONL file written by spanhooks (either format)")
+    view.add_argument("--color", action="store_true", help="colour the output")
+    view.set_defaults(run=_view)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

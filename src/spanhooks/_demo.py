@@ -1,0 +1,190 @@
+"""``spanhooks demo``: a simulated agent that speaks every seed's callback style.
+
+No network and no API key: the "model" and the tools are local functions. One run makes an
+agent turn (Thea-style messages and delegation, LLMProc-style API and tool calls, one failing
+tool, LogiLLM-style module and provider events, two tools run as concurrent asyncio tasks) and
+a meeting with turns, joins, a timeout and leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from spanhooks._manager import AbstractCallback, CallbackManager
+from spanhooks.vocab.llmproc import CallbackEvent
+from spanhooks.vocab.logillm import (
+    ModuleEndEvent,
+    ModuleStartEvent,
+    ProviderRequestEvent,
+    ProviderResponseEvent,
+)
+from spanhooks.vocab.meeting import (
+    MeetingEndedEventData,
+    MeetingEvent,
+    MeetingEventType,
+    MeetingStartedEventData,
+    ParticipantJoinedEventData,
+    ParticipantLeftEventData,
+    TimeoutOccurredEventData,
+    TurnChangedEventData,
+)
+
+__all__ = ["DemoStats", "install_demo_callbacks", "run_demo"]
+
+
+@dataclass
+class DemoStats:
+    """What the demo's own callbacks observed, printed at the end."""
+
+    tool_calls: dict[str, int] = field(default_factory=dict)
+    messages: int = 0
+    module_calls: int = 0
+    meeting_events: int = 0
+    runs: int = 0
+
+
+class _ToolTimer:
+    """LLMProc-style class callback: methods named after event values."""
+
+    def __init__(self, stats: DemoStats) -> None:
+        self.stats = stats
+
+    def tool_start(self, tool_name: str, tool_args: Any) -> None:
+        self.stats.tool_calls[tool_name] = self.stats.tool_calls.get(tool_name, 0) + 1
+
+
+class _ModuleMonitor(AbstractCallback):
+    """LogiLLM-style callback with an async method."""
+
+    def __init__(self, stats: DemoStats) -> None:
+        self.stats = stats
+
+    async def on_module_end(self, event: ModuleEndEvent) -> None:
+        self.stats.module_calls += 1
+
+
+def install_demo_callbacks(manager: CallbackManager) -> DemoStats:
+    """Register one callback in each seed's style; returns the stats they fill."""
+    stats = DemoStats()
+    manager.register(_ToolTimer(stats))
+    manager.register(_ModuleMonitor(stats))
+
+    def count_message(user_id: str, message: str, timestamp: float) -> None:
+        stats.messages += 1
+
+    manager.register("on_message", count_message)
+
+    def meeting_listener(event: object, *args: Any, **kwargs: Any) -> None:
+        stats.meeting_events += 1
+
+    manager.register(meeting_listener, events=list(MeetingEventType))
+    return stats
+
+
+class Summarize:
+    """Stands for a LogiLLM module (spans are named after the module's class)."""
+
+
+def _fake_completion(model: str, prompt_tokens: int, text: str) -> dict[str, Any]:
+    return {
+        "id": f"msg_{int(time.time() * 1000) % 100000:05d}",
+        "model": model,
+        "stop_reason": "end_turn",
+        "content": text,
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": len(text.split())},
+    }
+
+
+async def _run_tool(manager: CallbackManager, name: str, args: dict[str, Any], delay: float) -> Any:
+    manager.emit(CallbackEvent.TOOL_START, name, args)
+    await asyncio.sleep(delay)
+    if name == "calculator" and args.get("expression") == "1/0":
+        result = SimpleNamespace(is_error=True, error="ZeroDivisionError: division by zero")
+    else:
+        result = SimpleNamespace(is_error=False, content=f"{name} ok")
+    manager.emit(CallbackEvent.TOOL_END, name, result)
+    return result
+
+
+async def _agent_turn(manager: CallbackManager, user_id: str) -> None:
+    process = SimpleNamespace(
+        display_name="travel-agent", model_name="claude-demo", provider="anthropic"
+    )
+    manager.emit(CallbackEvent.TURN_START, process)
+    manager.trigger(
+        "on_message", user_id=user_id, message="Book a trip to Lisbon", timestamp=time.time()
+    )
+    manager.trigger("on_intent_detected", user_id=user_id, intent="travel", score=0.93)
+    manager.trigger("on_agent_delegated", user_id=user_id, agent="TravelAgent", intent="travel")
+    manager.trigger("on_state_change", user_id=user_id, old_state="initial", new_state="planning")
+
+    manager.emit(
+        CallbackEvent.API_REQUEST, {"model": "claude-demo", "max_tokens": 256, "messages": ["..."]}
+    )
+    await asyncio.sleep(0.01)
+    manager.emit(
+        CallbackEvent.API_RESPONSE, _fake_completion("claude-demo", 42, "I will search flights")
+    )
+
+    await asyncio.gather(
+        _run_tool(manager, "flight_search", {"to": "LIS"}, 0.02),
+        _run_tool(manager, "hotel_search", {"city": "Lisbon"}, 0.015),
+    )
+    await _run_tool(manager, "calculator", {"expression": "1/0"}, 0.002)
+
+    module = Summarize()
+    manager.emit(ModuleStartEvent(module=module, inputs={"question": "summarise the plan"}))
+    provider = SimpleNamespace(name="anthropic", model="claude-demo")
+    manager.emit(
+        ProviderRequestEvent(provider=provider, messages=["..."], parameters={"temperature": 0.2})
+    )
+    await asyncio.sleep(0.005)
+    manager.emit(
+        ProviderResponseEvent(
+            provider=provider,
+            response={"text": "Flights and hotel found"},
+            usage={"input_tokens": 30, "output_tokens": 6},
+            duration=0.005,
+        )
+    )
+    manager.emit(
+        ModuleEndEvent(module=module, outputs={"answer": "ok"}, duration=0.01, success=True)
+    )
+
+    manager.emit(CallbackEvent.RESPONSE, "Your trip is planned.")
+    manager.emit(
+        CallbackEvent.TURN_END, process, _fake_completion("claude-demo", 80, "done"), [1, 2, 3]
+    )
+
+
+def _meeting(manager: CallbackManager, meeting_id: int) -> None:
+    def emit(kind: MeetingEventType, data: object) -> None:
+        manager.emit(kind, MeetingEvent(event_type=kind, meeting_id=meeting_id, data=data))
+
+    emit(MeetingEventType.MEETING_STARTED, MeetingStartedEventData("alice", ("bob", "carol")))
+    emit(MeetingEventType.PARTICIPANT_JOINED, ParticipantJoinedEventData("bob"))
+    emit(MeetingEventType.PARTICIPANT_JOINED, ParticipantJoinedEventData("carol"))
+    emit(MeetingEventType.TURN_CHANGED, TurnChangedEventData(None, "alice"))
+    emit(MeetingEventType.TURN_CHANGED, TurnChangedEventData("alice", "bob"))
+    emit(MeetingEventType.TIMEOUT_OCCURRED, TimeoutOccurredEventData("bob", 30.0))
+    emit(MeetingEventType.PARTICIPANT_LEFT, ParticipantLeftEventData("carol"))
+    emit(MeetingEventType.MEETING_ENDED, MeetingEndedEventData("alice", "agenda done"))
+
+
+def run_demo(manager: CallbackManager, duration: float = 0.0) -> DemoStats:
+    """Run the simulated agent once, or repeatedly until ``duration`` seconds have passed."""
+    stats = install_demo_callbacks(manager)
+    deadline = time.monotonic() + duration
+    meeting_id = 1
+    while True:
+        asyncio.run(_agent_turn(manager, user_id="user-42"))
+        _meeting(manager, meeting_id)
+        stats.runs += 1
+        meeting_id += 1
+        if time.monotonic() >= deadline:
+            return stats
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,52 @@
+"""The library logger and a rate limiter that keeps a failing callback from flooding logs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+logger = logging.getLogger("spanhooks")
+
+
+class RateLimitedLog:
+    """Logs at most ``burst`` records per key in each ``interval`` seconds, then one summary.
+
+    Keys are bounded by the caller (callback names, event names); a suppressed record is
+    counted and reported with the next record that gets through. Thread-safe: the lock is
+    taken only on the error path, never on the dispatch path.
+    """
+
+    def __init__(self, interval: float = 60.0, burst: int = 5, max_keys: int = 1024) -> None:
+        self._interval = interval
+        self._burst = burst
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[float, int, int]] = {}
+
+    def log(
+        self,
+        level: int,
+        key: str,
+        msg: str,
+        *args: object,
+        exc_info: BaseException | None = None,
+    ) -> None:
+        now = time.monotonic()
+        with self._lock:
+            start, count, suppressed = self._windows.get(key, (now, 0, 0))
+            if now - start >= self._interval:
+                start, count = now, 0
+            if count >= self._burst:
+                self._windows[key] = (start, count, suppressed + 1)
+                return
+            if len(self._windows) >= self._max_keys and key not in self._windows:
+                self._windows.clear()
+            self._windows[key] = (start, count + 1, 0)
+        if suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        logger.log(level, msg, *args, exc_info=exc_info)
+
+
+rate_limited = RateLimitedLog()

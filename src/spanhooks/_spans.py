@@ -1,0 +1,345 @@
+"""Mapping events onto spans: starts open spans, ends close them, points become span events.
+
+A start makes its span current by attaching a new context that also carries a :class:`Frame`
+for the call. The attach token is deliberately not kept: an end may come from another task or
+thread, where detaching that token is exactly what makes OpenTelemetry log "Failed to detach
+context". Instead an end restores the parent context only where its own context is still the
+current one, and a later emit in the original context skips frames that have ended
+(:func:`live_context`). Spans from other instrumentations started between a start and its end
+still see the open span as current and nest under it.
+
+Open frames sit in an :class:`OpenSpans` registry with a cap and an age limit, so a start that
+is never ended is closed as "abandoned" instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from spanhooks._attributes import AttributePolicy, AttributeValue
+from spanhooks._events import EventSpec, Phase
+from spanhooks._log import rate_limited
+
+__all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
+
+FRAME_KEY = otel_context.create_key("spanhooks-frame")
+EVENT_SET_ATTRIBUTE = "spanhooks.event_set"
+ABANDONED_ATTRIBUTE = "spanhooks.abandoned"
+
+
+class Frame:
+    """One open call: the span a start opened, where it came from, and whether it has ended."""
+
+    __slots__ = (
+        "call_id",
+        "ctx",
+        "ended",
+        "key_value",
+        "opened",
+        "parent",
+        "parent_call_id",
+        "parent_ctx",
+        "span",
+        "span_id",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        spec: EventSpec,
+        span: Span,
+        parent_ctx: Context,
+        parent: Frame | None,
+        key_value: object,
+    ) -> None:
+        self.spec = spec
+        self.span = span
+        self.span_id = span.get_span_context().span_id
+        self.call_id = format(self.span_id, "016x")
+        parent_sc = trace.get_current_span(parent_ctx).get_span_context()
+        self.parent_call_id = format(parent_sc.span_id, "016x") if parent_sc.is_valid else None
+        self.parent_ctx = parent_ctx
+        self.parent = parent
+        self.key_value = key_value
+        self.opened = time.monotonic()
+        self.ended = False
+        self.ctx: Context = otel_context.set_value(
+            FRAME_KEY, self, trace.set_span_in_context(span, parent_ctx)
+        )
+
+    def matches(self, spec: EventSpec, key_value: object) -> bool:
+        return (
+            not self.ended
+            and self.spec.pair == spec.pair
+            and self.spec.event_set == spec.event_set
+            and (spec.key is None or self.key_value == key_value)
+        )
+
+
+def live_context() -> tuple[Context, Frame | None]:
+    """The current context with frames that already ended (in another task) skipped."""
+    ctx = otel_context.get_current()
+    frame = ctx.get(FRAME_KEY)
+    while isinstance(frame, Frame) and frame.ended and trace.get_current_span(ctx) is frame.span:
+        ctx, frame = frame.parent_ctx, frame.parent
+    return ctx, frame if isinstance(frame, Frame) else None
+
+
+class OpenSpans:
+    """Open frames by span id, oldest first, bounded by count and age.
+
+    Adding and removing are single dict operations (atomic under the GIL), so the emit path
+    takes no lock; only closing abandoned frames, which is rare, takes one.
+    """
+
+    def __init__(
+        self,
+        max_open: int = 10_000,
+        max_age: float = 3600.0,
+        on_abandon: Callable[[Frame], None] | None = None,
+    ) -> None:
+        if max_open < 1:
+            raise ValueError(f"max_open must be at least 1, got {max_open}")
+        if not max_age > 0:
+            raise ValueError(f"max_age must be positive seconds, got {max_age}")
+        self.max_open = max_open
+        self.max_age = max_age
+        self.abandoned = 0
+        self._frames: dict[int, Frame] = {}
+        self._lock = threading.Lock()
+        self._on_abandon = on_abandon
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def add(self, frame: Frame) -> None:
+        frames = self._frames
+        frames[frame.span_id] = frame
+        try:
+            oldest = next(iter(frames.values()))
+        except (StopIteration, RuntimeError):  # emptied or resized by another thread meanwhile
+            return
+        if len(frames) > self.max_open or frame.opened - oldest.opened > self.max_age:
+            self._evict(frame.opened)
+
+    def get(self, span_id: int) -> Frame | None:
+        return self._frames.get(span_id)
+
+    def discard(self, frame: Frame) -> None:
+        self._frames.pop(frame.span_id, None)
+
+    def latest(self, spec: EventSpec, key_value: object) -> Frame | None:
+        """The most recently opened frame that ``spec`` (an end) would close."""
+        for frame in reversed(list(self._frames.values())):
+            if frame.matches(spec, key_value):
+                return frame
+        return None
+
+    def _evict(self, now: float) -> None:
+        with self._lock:
+            frames = self._frames
+            victims: list[Frame] = []
+            for frame in list(frames.values()):
+                if (
+                    len(frames) - len(victims) <= self.max_open
+                    and now - frame.opened <= self.max_age
+                ):
+                    break
+                victims.append(frame)
+            for frame in victims:
+                frames.pop(frame.span_id, None)
+        for frame in victims:
+            self._abandon(frame, "never ended (open-span cap or age limit reached)")
+
+    def close_all(self, reason: str) -> int:
+        """Close every open frame as abandoned (at shutdown); returns how many there were."""
+        with self._lock:
+            victims = list(self._frames.values())
+            self._frames.clear()
+        for frame in victims:
+            self._abandon(frame, reason)
+        return len(victims)
+
+    def _abandon(self, frame: Frame, reason: str) -> None:
+        if frame.ended:
+            return
+        frame.ended = True
+        self.abandoned += 1
+        span = frame.span
+        span.set_attribute(ABANDONED_ATTRIBUTE, True)
+        span.set_status(Status(StatusCode.ERROR, f"abandoned: {reason}"))
+        span.end()
+        rate_limited.log(
+            logging.WARNING,
+            "abandoned",
+            "span %r (call %s) closed as abandoned: %s",
+            frame.spec.pair,
+            frame.call_id,
+            reason,
+        )
+        if self._on_abandon is not None:
+            self._on_abandon(frame)
+
+
+class _Missing(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+class SpanMapper:
+    """Opens, ends and annotates spans for events, with the given attribute policy."""
+
+    def __init__(self, policy: AttributePolicy, open_spans: OpenSpans) -> None:
+        self.policy = policy
+        self.open = open_spans
+        self.unmatched_ends = 0
+
+    def start(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Frame | None:
+        parent_ctx, parent = live_context()
+        attributes = self._attributes(spec, bound)
+        attributes[EVENT_SET_ATTRIBUTE] = spec.event_set
+        if spec.operation:
+            attributes["gen_ai.operation.name"] = spec.operation
+        span = tracer.start_span(
+            span_name(spec, bound), context=parent_ctx, kind=spec.kind, attributes=attributes
+        )
+        if not span.get_span_context().is_valid:  # a no-op tracer (OTEL_SDK_DISABLED)
+            return None
+        frame = Frame(spec, span, parent_ctx, parent, key_of(spec, bound))
+        otel_context.attach(frame.ctx)  # token dropped on purpose: see the module docstring
+        self.open.add(frame)
+        return frame
+
+    def find(self, spec: EventSpec, bound: Mapping[str, Any], call_id: object) -> Frame | None:
+        """The open frame an end closes: by call id, else innermost in context, else latest."""
+        key_value = key_of(spec, bound)
+        if call_id is not None:
+            span_id = _parse_call_id(call_id)
+            frame = self.open.get(span_id) if span_id is not None else None
+            if frame is None or frame.ended:
+                self._unmatched(spec, f"no open call with id {call_id!r}")
+                return None
+            return frame
+        found = otel_context.get_current().get(FRAME_KEY)
+        frame = found if isinstance(found, Frame) else None
+        while frame is not None and not frame.matches(spec, key_value):
+            frame = frame.parent
+        if frame is None:
+            frame = self.open.latest(spec, key_value)
+        if frame is None:
+            self._unmatched(spec, "no open start to close")
+        return frame
+
+    def finish(self, frame: Frame, spec: EventSpec, bound: Mapping[str, Any]) -> None:
+        """Record the end event's attributes and outcome, end the span, restore the context."""
+        if frame.ended:
+            return
+        span = frame.span
+        if span.is_recording():
+            current = getattr(span, "attributes", None) or {}
+            # Re-setting an unchanged key would move it to the back, first in line for eviction.
+            changed = {
+                k: v for k, v in self._attributes(spec, bound).items() if current.get(k) != v
+            }
+            span.set_attributes(changed)
+            mark_error(span, spec, bound)
+        frame.ended = True
+        span.end()
+        self.open.discard(frame)
+        if otel_context.get_current() is frame.ctx:
+            otel_context.attach(frame.parent_ctx)
+
+    def point(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Span:
+        """Add the event to the current span, or to a zero-length span if none records."""
+        ctx, _ = live_context()
+        span = trace.get_current_span(ctx)
+        attributes = self._attributes(spec, bound)
+        if span.is_recording():
+            span.add_event(spec.name, attributes)
+            mark_error(span, spec, bound)
+            return span
+        orphan = tracer.start_span(spec.name, context=ctx, kind=spec.kind)
+        orphan.set_attribute(EVENT_SET_ATTRIBUTE, spec.event_set)
+        orphan.add_event(spec.name, attributes)
+        mark_error(orphan, spec, bound)
+        orphan.end()
+        return orphan
+
+    def _attributes(self, spec: EventSpec, bound: Mapping[str, Any]) -> dict[str, AttributeValue]:
+        return self.policy.build(spec, bound)
+
+    def _unmatched(self, spec: EventSpec, why: str) -> None:
+        self.unmatched_ends += 1
+        rate_limited.log(
+            logging.WARNING,
+            f"unmatched:{spec.event_set}:{spec.name}",
+            "end event %s.%s ignored: %s",
+            spec.event_set,
+            spec.name,
+            why,
+        )
+
+
+def span_name(spec: EventSpec, bound: Mapping[str, Any]) -> str:
+    """The span's name from the spec's template or namer; never raises."""
+    template = spec.span_name
+    try:
+        if callable(template):
+            return str(template(bound))
+        if template:
+            return template.format_map(_Missing(bound))
+    except Exception:
+        pass
+    return spec.pair or spec.name if spec.phase is not Phase.POINT else spec.name
+
+
+def key_of(spec: EventSpec, bound: Mapping[str, Any]) -> object:
+    """The value that pairs this start or end with its partner, or None."""
+    key = spec.key
+    if key is None:
+        return None
+    if isinstance(key, str):
+        return bound.get(key)
+    try:
+        return key(bound)
+    except Exception:
+        return None
+
+
+def mark_error(span: Span, spec: EventSpec, bound: Mapping[str, Any]) -> None:
+    """Record the event's failure, if it carries one, as an exception and ERROR status."""
+    if spec.error is None:
+        return
+    try:
+        failure = spec.error(bound)
+    except Exception:
+        return
+    if failure is None:
+        return
+    if isinstance(failure, BaseException):
+        span.record_exception(failure)
+        span.set_attribute("error.type", type(failure).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, f"{type(failure).__name__}: {failure}"[:1024]))
+    else:
+        span.set_attribute("error.type", "error")
+        span.set_status(Status(StatusCode.ERROR, str(failure)[:1024]))
+
+
+def _parse_call_id(call_id: object) -> int | None:
+    if isinstance(call_id, int) and not isinstance(call_id, bool):
+        return call_id
+    if isinstance(call_id, str):
+        try:
+            return int(call_id, 16)
+        except ValueError:
+            return None
+    return None

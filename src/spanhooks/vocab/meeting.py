@@ -1,0 +1,125 @@
+"""The Agent Messaging Protocol's meeting lifecycle: ``MeetingEventType`` with typed event data.
+
+A meeting is a span from ``MEETING_STARTED`` to ``MEETING_ENDED`` (matched by meeting id);
+turn changes, joins, leaves and timeouts are span events on it. Handlers receive one
+:class:`MeetingEvent`, whose ``data`` is the typed data class for its type.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from spanhooks._events import Bound, EventSet, end, point, start
+
+__all__ = [
+    "MEETING",
+    "MeetingEndedEventData",
+    "MeetingEvent",
+    "MeetingEventType",
+    "MeetingStartedEventData",
+    "ParticipantJoinedEventData",
+    "ParticipantLeftEventData",
+    "TimeoutOccurredEventData",
+    "TurnChangedEventData",
+]
+
+
+class MeetingEventType(str, Enum):
+    """Meeting lifecycle events."""
+
+    MEETING_STARTED = "meeting_started"
+    MEETING_ENDED = "meeting_ended"
+    TURN_CHANGED = "turn_changed"
+    PARTICIPANT_JOINED = "participant_joined"
+    PARTICIPANT_LEFT = "participant_left"
+    TIMEOUT_OCCURRED = "timeout_occurred"
+
+
+@dataclass(frozen=True)
+class MeetingStartedEventData:
+    host_id: str
+    participant_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MeetingEndedEventData:
+    host_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TurnChangedEventData:
+    previous_speaker_id: str | None
+    current_speaker_id: str | None
+
+
+@dataclass(frozen=True)
+class ParticipantJoinedEventData:
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class ParticipantLeftEventData:
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class TimeoutOccurredEventData:
+    speaker_id: str | None
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class MeetingEvent:
+    """What a meeting event handler receives: the type, the meeting and the typed data."""
+
+    event_type: MeetingEventType
+    meeting_id: Any
+    data: Any = None
+    timestamp: float = field(default_factory=time.time)
+
+
+def _meeting_id(bound: Bound) -> Any:
+    event = bound.get("event")
+    return getattr(event, "meeting_id", None)
+
+
+def _attributes(bound: Bound) -> dict[str, Any]:
+    event = bound.get("event")
+    attrs: dict[str, Any] = {"meeting.id": str(_meeting_id(bound))}
+    data = getattr(event, "data", None)
+    for name in (
+        "host_id",
+        "participant_id",
+        "previous_speaker_id",
+        "current_speaker_id",
+        "speaker_id",
+        "timeout_seconds",
+        "reason",
+    ):
+        value = getattr(data, name, None)
+        if value is not None:
+            attrs[f"meeting.{name}"] = value
+    participants = getattr(data, "participant_ids", None)
+    if participants:
+        attrs["meeting.participant_count"] = len(participants)
+    return attrs
+
+
+_COMMON: dict[str, Any] = {"extract": _attributes, "record_args": False}
+
+MEETING = EventSet(
+    "meeting",
+    [
+        start("meeting_started", "event", span_name="meeting", key=_meeting_id, **_COMMON),
+        end("meeting_ended", "event", key=_meeting_id, **_COMMON),
+        point("turn_changed", "event", **_COMMON),
+        point("participant_joined", "event", **_COMMON),
+        point("participant_left", "event", **_COMMON),
+        point("timeout_occurred", "event", **_COMMON),
+    ],
+    enum=MeetingEventType,
+)

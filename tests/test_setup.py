@@ -1,0 +1,292 @@
+"""setup(): the default JSONL pipeline, the environment, an existing provider, OTLP export.
+
+Each scenario runs in a fresh interpreter, because OpenTelemetry's global provider can be set
+once per process, as in a real application.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from spanhooks import CallbackEvent
+from spanhooks.testing import Capture
+
+TURN = """
+from types import SimpleNamespace
+import spanhooks
+from spanhooks import CallbackEvent
+"""
+
+
+def run(tmp_path: Path, body: str, **env: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "app.py"
+    script.write_text(TURN + textwrap.dedent(body))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_setup_writes_every_finished_span_to_the_default_jsonl_file_at_exit(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        """
+        spanhooks.setup()
+        spanhooks.emit(CallbackEvent.TURN_START, SimpleNamespace(display_name="bot"))
+        spanhooks.emit(CallbackEvent.TOOL_START, "t", {})
+        spanhooks.emit(CallbackEvent.TOOL_END, "t", "ok")
+        spanhooks.emit(CallbackEvent.TURN_END, None, None, [])
+        """,
+    )
+    spans = records(tmp_path / "spanhooks-traces.jsonl")
+    assert sorted(s["name"] for s in spans) == ["execute_tool t", "invoke_agent bot"]
+
+
+def test_the_jsonl_path_comes_from_the_argument_then_the_environment(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        "spanhooks.setup(); spanhooks.emit('on_message', user_id='u', message='m', timestamp=0)",
+        SPANHOOKS_JSONL_PATH=str(tmp_path / "from-env.jsonl"),
+    )
+    run(
+        tmp_path,
+        "spanhooks.setup(jsonl_path='from-arg.jsonl'); spanhooks.emit('on_message', user_id='u', message='m', timestamp=0)",
+        SPANHOOKS_JSONL_PATH=str(tmp_path / "ignored.jsonl"),
+    )
+    assert len(records(tmp_path / "from-env.jsonl")) == 1
+    assert len(records(tmp_path / "from-arg.jsonl")) == 1
+    assert not (tmp_path / "ignored.jsonl").exists()
+
+
+def test_standard_otel_variables_keep_their_meaning(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        "spanhooks.setup(); spanhooks.emit(CallbackEvent.RESPONSE, 'x')",
+        OTEL_SERVICE_NAME="checkout-agent",
+        OTEL_TRACES_SAMPLER="always_on",
+    )
+    [span] = records(tmp_path / "spanhooks-traces.jsonl")
+    assert span["resource"]["service.name"] == "checkout-agent"  # type: ignore[index]
+
+
+def test_sdk_disabled_builds_no_pipeline_but_callbacks_still_run(tmp_path: Path) -> None:
+    done = run(
+        tmp_path,
+        """
+        spanhooks.register(CallbackEvent.RESPONSE, print)
+        telemetry = spanhooks.setup()
+        assert telemetry.tracer_provider is None
+        spanhooks.emit(CallbackEvent.RESPONSE, "callback ran")
+        """,
+        OTEL_SDK_DISABLED="true",
+    )
+    assert done.stdout.strip() == "callback ran"
+    assert not (tmp_path / "spanhooks-traces.jsonl").exists()
+
+
+def test_setup_attaches_to_the_provider_the_application_already_set(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        mine = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(mine))
+        trace.set_tracer_provider(provider)
+        telemetry = spanhooks.setup()
+        assert trace.get_tracer_provider() is provider and telemetry.owns_provider is False
+        spanhooks.emit(CallbackEvent.RESPONSE, "x")
+        assert [s.name for s in mine.get_finished_spans()] == ["response"]
+        """,
+    )
+    assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1
+
+
+def test_a_running_process_file_is_current_within_the_flush_interval(tmp_path: Path) -> None:
+    script = tmp_path / "long.py"
+    script.write_text(
+        TURN
+        + textwrap.dedent(
+            """
+            import time
+            spanhooks.setup()
+            spanhooks.emit(CallbackEvent.RESPONSE, "early")
+            time.sleep(30)
+            """
+        )
+    )
+    env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env)
+    try:
+        path = tmp_path / "spanhooks-traces.jsonl"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (path.exists() and path.read_text()):
+            time.sleep(0.1)
+        assert process.poll() is None, "the process should still be running"
+        assert len(records(path)) == 1
+    finally:
+        process.kill()
+        process.wait()
+
+
+class _OtlpSink(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        type(self).received.append(request)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(b"")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_sink() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    _OtlpSink.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _OtlpSink.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_otlp_endpoint_variable_adds_otlp_export(
+    tmp_path: Path, otlp_sink: tuple[str, list[ExportTraceServiceRequest]]
+) -> None:
+    endpoint, received = otlp_sink
+    run(
+        tmp_path,
+        """
+        spanhooks.setup()
+        spanhooks.emit(CallbackEvent.TOOL_START, "exported", {})
+        spanhooks.emit(CallbackEvent.TOOL_END, "exported", "ok")
+        """,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_SERVICE_NAME="otlp-check",
+    )
+    names = [
+        span.name
+        for request in received
+        for resource_spans in request.resource_spans
+        for scope in resource_spans.scope_spans
+        for span in scope.spans
+    ]
+    assert names == ["execute_tool exported"]
+    assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1  # the JSONL file still gets it
+
+
+def test_a_raising_span_processor_of_the_user_does_not_stop_export(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        """
+        from opentelemetry.sdk.trace import SpanProcessor
+
+        class Broken(SpanProcessor):
+            def on_end(self, span):
+                raise RuntimeError("processor bug")
+
+        spanhooks.setup(span_processors=[Broken()])
+        spanhooks.add_span_processor(Broken())
+        spanhooks.emit(CallbackEvent.RESPONSE, "survives")
+        """,
+    )
+    assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1
+
+
+def test_span_callbacks_see_spans_from_other_instrumentations(spanhooks_capture: Capture) -> None:
+    seen: list[str] = []
+    spanhooks_capture.manager.on_span(
+        lambda span: seen.append(span.name), attributes={"gen_ai.operation.name": "chat"}
+    )
+    other = spanhooks_capture.provider.get_tracer("some.openai.instrumentation")
+    with other.start_as_current_span("chat gpt-4o", attributes={"gen_ai.operation.name": "chat"}):
+        pass
+    with other.start_as_current_span(
+        "embeddings", attributes={"gen_ai.operation.name": "embeddings"}
+    ):
+        pass
+    spanhooks_capture.manager.emit(CallbackEvent.API_REQUEST, {"model": "ours"})
+    spanhooks_capture.manager.emit(CallbackEvent.API_RESPONSE, {})
+    assert seen == ["chat gpt-4o", "chat ours"]
+
+
+def test_span_callbacks_can_be_decorators_and_unregistered(spanhooks_capture: Capture) -> None:
+    seen: list[str] = []
+
+    @spanhooks_capture.manager.on_span(phase="start", name="wanted")
+    def started(span: object) -> None:
+        seen.append("start")
+
+    tracer = spanhooks_capture.tracer
+    with tracer.start_as_current_span("wanted"), tracer.start_as_current_span("other"):
+        pass
+    callback_id = spanhooks_capture.manager.on_span(lambda span: seen.append("end"))
+    assert spanhooks_capture.manager.unregister(callback_id)
+    spanhooks_capture.manager.emit(CallbackEvent.RESPONSE, "r")
+    assert seen == ["start"]
+
+
+def test_setup_twice_returns_the_active_configuration(tmp_path: Path) -> None:
+    run(tmp_path, "a = spanhooks.setup(); b = spanhooks.setup(service_name='x'); assert a is b")
+
+
+def test_an_unsupported_otlp_protocol_is_a_clear_error(tmp_path: Path) -> None:
+    run(
+        tmp_path,
+        """
+        try:
+            spanhooks.setup(otlp_endpoint="http://127.0.0.1:9", otlp_protocol="carrier-pigeon")
+        except ValueError as exc:
+            assert "carrier-pigeon" in str(exc)
+        else:
+            raise AssertionError("no error")
+        """,
+    )
+
+
+def test_module_level_functions_use_the_default_manager() -> None:
+    import spanhooks
+
+    seen: list[str] = []
+    callback_id = spanhooks.register(CallbackEvent.RESPONSE, seen.append)
+    try:
+        spanhooks.emit(CallbackEvent.RESPONSE, "via module")
+        assert seen == ["via module"]
+        assert spanhooks.get_callback_manager().get_registered_callbacks()[0]["id"] == callback_id
+    finally:
+        spanhooks.unregister(callback_id)
