@@ -172,3 +172,54 @@ def test_a_subprocess_continues_the_trace_through_traceparent(tmp_path: Path) ->
 def test_child_env_carries_no_traceparent_when_no_span_is_active() -> None:
     env = spanhooks.child_env({"PATH": "/bin", "TRACEPARENT": "stale"})
     assert env == {"PATH": "/bin"}
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_multiprocessing_children_continue_the_trace_and_export_their_spans(
+    tmp_path: Path, start_method: str
+) -> None:
+    records = _run_script(
+        tmp_path,
+        f"""
+        import multiprocessing
+        from types import SimpleNamespace
+        import spanhooks
+        from spanhooks import CallbackEvent
+
+        def work(index):
+            spanhooks.emit(CallbackEvent.TOOL_START, f"worker{{index}}", {{}})
+            spanhooks.emit(CallbackEvent.TOOL_END, f"worker{{index}}", "ok")
+            return index
+
+        if __name__ == "__main__":
+            spanhooks.setup()
+            spanhooks.emit(CallbackEvent.TURN_START, SimpleNamespace(display_name="pool"))
+            with multiprocessing.get_context({start_method!r}).Pool(2) as pool:
+                assert pool.map(spanhooks.ProcessTarget(work), range(4)) == [0, 1, 2, 3]
+            spanhooks.emit(CallbackEvent.TURN_END, None, None, [])
+        """,
+    )
+    spans = _by_name(records)
+    parent = spans["invoke_agent pool"]
+    workers = [spans[f"execute_tool worker{i}"] for i in range(4)]
+    assert all(w["trace_id"] == parent["trace_id"] for w in workers)
+    assert all(w["parent_span_id"] == parent["span_id"] for w in workers)
+
+
+def test_a_start_never_ended_is_exported_as_abandoned_at_exit(tmp_path: Path) -> None:
+    records = _run_script(
+        tmp_path,
+        """
+        from types import SimpleNamespace
+        import spanhooks
+        from spanhooks import CallbackEvent
+        spanhooks.setup()
+        spanhooks.emit(CallbackEvent.TURN_START, SimpleNamespace(display_name="crashy"))
+        spanhooks.emit(CallbackEvent.TOOL_START, "never_ends", {})
+        """,
+    )
+    statuses = {record["name"]: record["status"] for record in records}
+    assert statuses == {
+        "invoke_agent crashy": {"code": "ERROR", "description": "abandoned: process exit"},
+        "execute_tool never_ends": {"code": "ERROR", "description": "abandoned: process exit"},
+    }

@@ -457,3 +457,15 @@ def test_no_span_work_is_done_when_tracing_is_not_configured() -> None:
     assert seen == ["still dispatched"]
     assert manager.stats()["open_spans"] == 0
     gc.collect()
+
+
+def test_a_start_older_than_the_age_limit_is_closed_as_abandoned() -> None:
+    import time
+
+    with capture(max_span_age=0.05) as cap:
+        cap.manager.emit(CallbackEvent.TOOL_START, "stale", {})
+        time.sleep(0.1)
+        cap.manager.emit(CallbackEvent.TOOL_START, "fresh", {})
+        [stale] = cap.spans()
+    assert stale.name == "execute_tool stale"
+    assert stale.status.description is not None and "abandoned" in stale.status.description

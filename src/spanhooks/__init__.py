@@ -24,6 +24,7 @@ from spanhooks._dispatch import Dispatcher, DispatchMode, DispatchObserver, Prio
 from spanhooks._events import EventSet, EventSpec, Phase, end, point, start
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import AbstractCallback, CallbackManager, EventRecord
+from spanhooks._processes import ProcessTarget
 from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
 from spanhooks._reader import SpanNode, build_trees, format_trees, read_spans
 from spanhooks._setup import (
@@ -85,6 +86,7 @@ __all__ = [
     "MeetingEventType",
     "Phase",
     "Priority",
+    "ProcessTarget",
     "SpanNode",
     "Telemetry",
     "__version__",

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -65,6 +66,8 @@ class Telemetry:
     otlp_endpoint: str | None
     owns_provider: bool
     processors: list[SpanProcessor] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The resolved ``setup()`` arguments, so a spawned child process can repeat them."""
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -135,6 +138,16 @@ def setup(
             return _active
         provider, owns = _provider(tracer_provider, service_name)
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
+        telemetry.settings = {
+            "service_name": service_name,
+            "jsonl": jsonl,
+            "jsonl_path": os.fspath(jsonl_path) if jsonl_path is not None else None,
+            "jsonl_format": jsonl_format,
+            "otlp_endpoint": otlp_endpoint,
+            "otlp_protocol": otlp_protocol,
+            "capture_content": policy.capture_content,
+            "max_attribute_length": policy.max_length,
+        }
         _add(telemetry, CallbackSpanProcessor(target.spans))
         if jsonl if jsonl is not None else env_flag("SPANHOOKS_JSONL", True):
             exporter = JsonlSpanExporter(
@@ -244,6 +257,11 @@ def shutdown() -> None:
     telemetry = _active
     if telemetry is not None:
         telemetry.shutdown()
+
+
+def active() -> Telemetry | None:
+    """The configuration :func:`setup` made in this process, if any."""
+    return _active
 
 
 def force_flush(timeout_millis: int = 30_000) -> bool:
