@@ -30,6 +30,8 @@ _SENSITIVE = re.compile(
     r"client[_-]?secret|token|access[_-]?token|refresh[_-]?token|cookie|credentials?)$"
 )
 _MAX_DEPTH = 8
+_MISSING = object()
+_PUT, _REDACT, _SKIP = 0, 1, 2
 _RESERVED_ATTRIBUTES = 4  # spanhooks.event_set, gen_ai.operation.name, error.type, abandoned
 
 
@@ -53,6 +55,10 @@ class AttributePolicy:
     redact_keys: bool = True
     extra_sensitive: frozenset[str] = field(default_factory=frozenset)
 
+    _plans: dict[EventSpec, tuple[tuple[str, str, int], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
     def sensitive(self, key: str) -> bool:
         return self.redact_keys and (key.lower() in self.extra_sensitive or is_sensitive(key))
 
@@ -60,7 +66,8 @@ class AttributePolicy:
         """Attributes for one event: computed ids and counts first, then arguments, content last.
 
         The order matters because the SDK drops attributes past its count limit: what
-        identifies a call must survive, bulky content may not.
+        identifies a call must survive, bulky content may not. How each declared argument is
+        recorded is planned once per event (see :meth:`_plan`), not worked out per emit.
         """
         attrs: dict[str, AttributeValue] = {}
         if spec.extract is not None:
@@ -70,27 +77,24 @@ class AttributePolicy:
                 extracted = {}
             for key, value in extracted.items():
                 self._put(attrs, key, value)
-        content: list[tuple[str, Any]] = []
         room = self.max_attributes - _RESERVED_ATTRIBUTES
-        # Arguments with a semantic-convention name (ids, names) go before the rest.
-        ordered = sorted(bound.items(), key=lambda item: item[0] not in spec.attributes)
-        for arg, value in ordered:
-            if len(attrs) >= room:
-                break
-            mapped = spec.attributes.get(arg)
-            if mapped is None and not spec.record_args:
+        seen = 0
+        plan = self._plans.get(spec)
+        if plan is None:
+            plan = self._plan(spec)
+        for arg, key, how in plan:
+            value = bound.get(arg, _MISSING)
+            if value is _MISSING:
                 continue
-            key = mapped if mapped is not None else f"{spec.event_set}.{arg}"
-            if arg in spec.content:
-                if self.capture_content:
-                    content.append((key, value))
+            seen += 1
+            if how is _SKIP or len(attrs) >= room:
                 continue
-            if self.sensitive(arg):
+            if how is _REDACT:
                 attrs[key] = REDACTED
-                continue
-            self._put(attrs, key, value)
-        for key, value in content[: max(0, room - len(attrs))]:
-            self._put(attrs, key, value)
+            else:
+                self._put(attrs, key, value)
+        if len(bound) > seen and spec.record_args:
+            self._extra_arguments(spec, bound, attrs, room)
         if self.capture_content and spec.extract_content is not None:
             try:
                 extracted = spec.extract_content(bound)
@@ -99,6 +103,40 @@ class AttributePolicy:
             for key, value in extracted.items():
                 self._put(attrs, key, value)
         return attrs
+
+    def _plan(self, spec: EventSpec) -> tuple[tuple[str, str, int], ...]:
+        """(argument, attribute key, how) for each declared argument, in recording order:
+        semantic-convention names first, other arguments next, content last (skipped unless
+        captured)."""
+        named: list[tuple[str, str, int]] = []
+        other: list[tuple[str, str, int]] = []
+        content: list[tuple[str, str, int]] = []
+        for arg in spec.args:
+            mapped = spec.attributes.get(arg)
+            if mapped is None and not spec.record_args:
+                continue
+            key = mapped if mapped is not None else f"{spec.event_set}.{arg}"
+            if arg in spec.content:
+                content.append((arg, key, _PUT if self.capture_content else _SKIP))
+                continue
+            how = _REDACT if self.sensitive(arg) else _PUT
+            (named if mapped is not None else other).append((arg, key, how))
+        plan = (*named, *other, *content)
+        self._plans[spec] = plan
+        return plan
+
+    def _extra_arguments(
+        self, spec: EventSpec, bound: Bound, attrs: dict[str, AttributeValue], room: int
+    ) -> None:
+        """Arguments the declaration does not name (extra positionals, unknown keywords)."""
+        for arg, value in bound.items():
+            if arg in spec.args or len(attrs) >= room:
+                continue
+            key = f"{spec.event_set}.{arg}"
+            if self.sensitive(arg):
+                attrs[key] = REDACTED
+            else:
+                self._put(attrs, key, value)
 
     def _put(self, attrs: dict[str, AttributeValue], key: str, value: Any) -> None:
         coerced = coerce(value, self)

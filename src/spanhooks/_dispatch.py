@@ -87,6 +87,10 @@ class DispatchObserver:
         """A dispatch was dropped because nesting exceeded :data:`MAX_DEPTH`."""
 
 
+# Enum member access costs a class-attribute lookup; the dispatch loop compares module constants.
+_ALL, _COLLECT, _PIPE = DispatchMode.ALL, DispatchMode.COLLECT, DispatchMode.PIPE
+
+
 @dataclass(eq=False)
 class Registration:
     """One registered callback: its id, priority, options and running counts.
@@ -125,7 +129,7 @@ class Registration:
         }
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Route:
     """A registration compiled for one key: the exact callable and how to call it."""
 
@@ -328,7 +332,7 @@ class Dispatcher(Generic[K]):
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         span: Span | None = None,
-        mode: DispatchMode = DispatchMode.ALL,
+        mode: DispatchMode = _ALL,
     ) -> Any:
         """Call ``routes`` in order from synchronous code; never raises a callback's Exception.
 
@@ -339,29 +343,30 @@ class Dispatcher(Generic[K]):
         if depth >= MAX_DEPTH:
             return self._too_deep(key, mode)
         token = _depth.set(depth + 1)
-        results: list[Any] | None = [] if mode is DispatchMode.COLLECT else None
+        collect = mode is _COLLECT
+        pipe = mode is _PIPE
+        results: list[Any] | None = [] if collect else None
         try:
             for route in routes:
                 try:
-                    if route.plain:
-                        if route.passes_key:
-                            result = route.fn(key, *args, **kwargs)
-                        else:
-                            result = route.fn(*args, **kwargs)
-                    else:
+                    if not route.plain:
                         result = self._call_special(route, key, args, kwargs, span)
+                    elif route.passes_key:
+                        result = route.fn(key, *args, **kwargs)
+                    else:
+                        result = route.fn(*args, **kwargs)
                 except Exception as exc:
                     self._failed(route, key, exc, span)
                     continue
                 if results is not None:
                     results.append(result)
-                elif mode is DispatchMode.PIPE:
+                elif pipe:
                     if result is None:
                         return None
                     args = (result, *args[1:])
         finally:
             _depth.reset(token)
-        if mode is DispatchMode.PIPE:
+        if pipe:
             return args[0] if args else None
         return results
 
@@ -372,7 +377,7 @@ class Dispatcher(Generic[K]):
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         span: Span | None = None,
-        mode: DispatchMode = DispatchMode.ALL,
+        mode: DispatchMode = _ALL,
         concurrent: bool = False,
     ) -> Any:
         """Like :meth:`dispatch`, awaiting async callbacks; ``concurrent`` runs them all at once.

@@ -80,12 +80,10 @@ class EventSpec:
     """Whether arguments not named in ``attributes`` are recorded as ``<set>.<arg>``."""
     event_set: str = ""
     member: Enum | None = None
+    identity: object = None
+    """What a generic ``(event, *args, **kwargs)`` callback receives as ``event``: the enum
+    member when the set has an enum, else the name. Set by :class:`EventSet`."""
     doc: str = ""
-
-    @property
-    def identity(self) -> object:
-        """What a generic ``(event, *args, **kwargs)`` callback receives as ``event``."""
-        return self.member if self.member is not None else self.name
 
     @property
     def method_names(self) -> tuple[str, ...]:
@@ -215,10 +213,10 @@ def _validate(spec: EventSpec, set_name: str) -> EventSpec:
     if spec.phase is Phase.POINT:
         if spec.pair is not None:
             raise ValueError(f"{where}: a point event has no pair")
-        return dataclasses.replace(spec, event_set=set_name)
+        return dataclasses.replace(spec, event_set=set_name, identity=spec.name)
     pair = spec.pair if spec.pair is not None else _infer_pair(spec)
     _check_identifier(f"{where}: pair", pair)
-    return dataclasses.replace(spec, pair=pair, event_set=set_name)
+    return dataclasses.replace(spec, pair=pair, event_set=set_name, identity=spec.name)
 
 
 class EventSet:
@@ -255,7 +253,7 @@ class EventSet:
                 raise ValueError(
                     f"event set {self.name!r}: enum member {member!r} has no event named {value!r}"
                 )
-            bound[value] = dataclasses.replace(by_name[value], member=member)
+            bound[value] = dataclasses.replace(by_name[value], member=member, identity=member)
         return bound
 
     def _check_pairs(self, specs: Iterable[EventSpec]) -> None:

@@ -65,6 +65,23 @@ def capture_content_from_env() -> bool:
     return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_VALUES
 
 
+_START, _END = Phase.START, Phase.END  # module constants: enum attribute access is slow
+
+
+class _ApiState:
+    """Stands in for ``opentelemetry.trace`` should it ever lose ``_TRACER_PROVIDER``."""
+
+    @property
+    def _TRACER_PROVIDER(self) -> object:
+        provider = trace.get_tracer_provider()
+        return None if isinstance(provider, trace.ProxyTracerProvider) else provider
+
+
+# emit() asks "has anyone set a global provider?" on every call while tracing is off; reading
+# the API's module global answers that in one attribute load instead of a function call.
+_api: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _ApiState()
+
+
 class AbstractCallback:
     """Base class for class callbacks: one no-op method per built-in event; override any.
 
@@ -503,7 +520,9 @@ class CallbackManager:
                 return None
             spec, args = typed, (event, *args)
         routes = self._dispatcher._routes.get(spec, ())
-        tracer = self._tracer or self._find_tracer()
+        tracer = self._tracer
+        if tracer is None and (self._provider is not None or _api._TRACER_PROVIDER is not None):
+            tracer = self._find_tracer()
         if tracer is None:
             if routes:
                 self._dispatcher.dispatch(routes, spec.identity, args, kwargs)
@@ -516,7 +535,7 @@ class CallbackManager:
                 self._dispatcher.dispatch(routes, spec.identity, args, kwargs, pending.span)
         finally:
             self._complete(pending)
-        return pending.call_id if spec.phase is Phase.START else None
+        return pending.call_id if spec.phase is _START else None
 
     trigger = emit
     """Thea's name for :meth:`emit`."""
@@ -541,7 +560,9 @@ class CallbackManager:
                 return None
             spec, args = typed, (event, *args)
         routes = self._dispatcher._routes.get(spec, ())
-        tracer = self._tracer or self._find_tracer()
+        tracer = self._tracer
+        if tracer is None and (self._provider is not None or _api._TRACER_PROVIDER is not None):
+            tracer = self._find_tracer()
         if tracer is None:
             if routes:
                 await self._dispatcher.dispatch_async(
@@ -558,7 +579,7 @@ class CallbackManager:
                 )
         finally:
             self._complete(pending)
-        return pending.call_id if spec.phase is Phase.START else None
+        return pending.call_id if spec.phase is _START else None
 
     def _resolve(self, event: object) -> EventSpec | None:
         spec = self._by_type.get(type(event))
@@ -576,8 +597,6 @@ class CallbackManager:
         """The tracer to use, or None while tracing is not configured (checked cheaply)."""
         provider = self._provider
         if provider is None:
-            if getattr(trace, "_TRACER_PROVIDER", True) is None:  # nothing set yet: tracing off
-                return None
             provider = trace.get_tracer_provider()
             if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
                 return None
@@ -600,28 +619,25 @@ class CallbackManager:
         bound = _bind(spec, args, kwargs)
         mapper = self._mapper
         pending = _Pending(spec, bound)
+        phase = spec.phase
         try:
-            if spec.phase is Phase.START:
+            if phase is _START:
                 frame = mapper.start(tracer, spec, bound)
                 if frame is not None:
                     pending.span, pending.call_id = frame.span, frame.call_id
-                    pending.parent_call_id = frame.parent_call_id
-            elif spec.phase is Phase.END:
+            elif phase is _END:
                 frame = mapper.find(spec, bound, call_id)
                 if frame is not None:
-                    pending.frame, pending.span = frame, frame.span
-                    pending.call_id, pending.parent_call_id = frame.call_id, frame.parent_call_id
+                    pending.frame, pending.span, pending.call_id = frame, frame.span, frame.call_id
                     if otel_context.get_current() is not frame.ctx:
                         pending.token = otel_context.attach(frame.ctx)
             else:
                 span = mapper.point(tracer, spec, bound)
                 sc = span.get_span_context()
                 if sc.is_valid:
-                    parent = getattr(span, "parent", None)
                     pending.span, pending.call_id = span, format(sc.span_id, "016x")
-                    pending.parent_call_id = format(parent.span_id, "016x") if parent else None
-            if spec.payload_type is not None and pending.call_id is not None:
-                _stamp_context(args[0], pending)
+            if spec.payload_type is not None and pending.span is not None:
+                _stamp_context(args[0], pending.span)
         except Exception as exc:  # instrumentation must not break the caller
             rate_limited.log(
                 logging.ERROR,
@@ -663,7 +679,7 @@ class CallbackManager:
 class _Pending:
     """State carried from the span side of an emit to its completion."""
 
-    __slots__ = ("bound", "call_id", "frame", "parent_call_id", "span", "spec", "token")
+    __slots__ = ("bound", "call_id", "frame", "span", "spec", "token")
 
     def __init__(self, spec: EventSpec, bound: Mapping[str, Any]) -> None:
         self.spec = spec
@@ -671,7 +687,6 @@ class _Pending:
         self.span: Span | None = None
         self.frame: Frame | None = None
         self.call_id: str | None = None
-        self.parent_call_id: str | None = None
         self.token: Token[Context] | None = None
 
 
@@ -686,13 +701,17 @@ def _bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
     return bound
 
 
-def _stamp_context(event: object, pending: _Pending) -> None:
+def _stamp_context(event: object, span: Span) -> None:
     """Fill a typed event's ``context`` (LogiLLM's call ids) from its span."""
-    if pending.span is None or pending.call_id is None:
-        return
-    trace_id = format(pending.span.get_span_context().trace_id, "032x")
+    sc = span.get_span_context()
+    parent = getattr(span, "parent", None)
+    context = CallContext(
+        format(sc.span_id, "016x"),
+        format(parent.span_id, "016x") if parent is not None and parent.is_valid else None,
+        format(sc.trace_id, "032x"),
+    )
     with contextlib.suppress(Exception):  # a frozen or slotted payload: ids are on the span
-        event.context = CallContext(pending.call_id, pending.parent_call_id, trace_id)  # type: ignore[attr-defined]
+        event.context = context  # type: ignore[attr-defined]
 
 
 def _is_function(target: object) -> bool:

@@ -32,6 +32,9 @@ from spanhooks._log import rate_limited
 __all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
 
 FRAME_KEY = otel_context.create_key("spanhooks-frame")
+# The key under which the API stores the current span, found once so that a frame's context is
+# built with one dict copy instead of two (set_span_in_context, then set_value).
+[_SPAN_KEY] = trace.set_span_in_context(trace.INVALID_SPAN, Context()).keys()
 EVENT_SET_ATTRIBUTE = "spanhooks.event_set"
 ABANDONED_ATTRIBUTE = "spanhooks.abandoned"
 
@@ -46,7 +49,6 @@ class Frame:
         "key_value",
         "opened",
         "parent",
-        "parent_call_id",
         "parent_ctx",
         "span",
         "span_id",
@@ -65,16 +67,18 @@ class Frame:
         self.span = span
         self.span_id = span.get_span_context().span_id
         self.call_id = format(self.span_id, "016x")
-        parent_sc = trace.get_current_span(parent_ctx).get_span_context()
-        self.parent_call_id = format(parent_sc.span_id, "016x") if parent_sc.is_valid else None
         self.parent_ctx = parent_ctx
         self.parent = parent
         self.key_value = key_value
         self.opened = time.monotonic()
         self.ended = False
-        self.ctx: Context = otel_context.set_value(
-            FRAME_KEY, self, trace.set_span_in_context(span, parent_ctx)
-        )
+        self.ctx: Context = Context({**parent_ctx, _SPAN_KEY: span, FRAME_KEY: self})
+
+    @property
+    def parent_call_id(self) -> str | None:
+        """The call id of the span this one was started under, if any."""
+        parent = trace.get_current_span(self.parent_ctx).get_span_context()
+        return format(parent.span_id, "016x") if parent.is_valid else None
 
     def matches(self, spec: EventSpec, key_value: object) -> bool:
         return (
@@ -245,12 +249,15 @@ class SpanMapper:
             return
         span = frame.span
         if span.is_recording():
-            current = getattr(span, "attributes", None) or {}
-            # Re-setting an unchanged key would move it to the back, first in line for eviction.
-            changed = {
-                k: v for k, v in self._attributes(spec, bound).items() if current.get(k) != v
-            }
-            span.set_attributes(changed)
+            ended = self._attributes(spec, bound)
+            if isinstance(spec.key, str):  # the key matched the start's: already recorded
+                ended.pop(spec.attributes.get(spec.key, f"{spec.event_set}.{spec.key}"), None)
+            if ended:
+                current = getattr(span, "attributes", None) or {}
+                # Re-setting an unchanged key would move it to the back, first for eviction.
+                changed = {k: v for k, v in ended.items() if current.get(k) != v}
+                if changed:
+                    span.set_attributes(changed)
             mark_error(span, spec, bound)
         frame.ended = True
         span.end()
@@ -296,7 +303,10 @@ def span_name(spec: EventSpec, bound: Mapping[str, Any]) -> str:
         if callable(template):
             return str(template(bound))
         if template:
-            return template.format_map(_Missing(bound))
+            try:
+                return template.format_map(bound)
+            except KeyError:
+                return template.format_map(_Missing(bound))
     except Exception:
         pass
     return spec.pair or spec.name if spec.phase is not Phase.POINT else spec.name
