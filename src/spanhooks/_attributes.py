@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-from spanhooks._events import Bound, EventSpec
+from spanhooks._events import Bound, EventSpec, Phase
 
 __all__ = ["AttributePolicy", "coerce", "to_json"]
 
@@ -111,8 +111,13 @@ class AttributePolicy:
         named: list[tuple[str, str, int]] = []
         other: list[tuple[str, str, int]] = []
         content: list[tuple[str, str, int]] = []
+        # An end's key argument equals its start's (that is how they were paired): recorded once.
+        repeated = spec.key if spec.phase is Phase.END and isinstance(spec.key, str) else None
         for arg in spec.args:
             mapped = spec.attributes.get(arg)
+            if arg == repeated:
+                other.append((arg, "", _SKIP))
+                continue
             if mapped is None and not spec.record_args:
                 continue
             key = mapped if mapped is not None else f"{spec.event_set}.{arg}"

@@ -530,45 +530,55 @@ class Dispatcher(Generic[K]):
     # -- outcomes -----------------------------------------------------------------------------
 
     def _failed(self, route: Route, key: object, exc: Exception, span: Span | None) -> None:
-        reg = route.registration
-        with self._lock:
-            reg.errors += 1
-            self.failures += 1
-        _record_on_span(span, "spanhooks.callback.error", reg.name, exc)
-        rate_limited.log(
-            logging.ERROR,
-            f"callback:{reg.name}",
-            "%s: callback %s raised %s while handling %s",
-            self.name,
-            reg.name,
-            type(exc).__name__,
-            _key_name(key),
-            exc_info=exc,
-        )
-        with contextlib.suppress(Exception):  # an observer must not undo isolation
-            self.observer.callback_failed(reg, key, exc)
+        self._report(route, key, span, exc)
         if self.raise_errors:
             raise exc
 
     def _timed_out(self, route: Route, key: object, span: Span | None) -> None:
+        self._report(route, key, span, None)
+        if self.raise_errors:
+            reg = route.registration
+            raise TimeoutError(f"callback {reg.name} timed out after {reg.timeout}s")
+
+    def _report(self, route: Route, key: object, span: Span | None, exc: Exception | None) -> None:
+        """Count, record on the span, log (rate-limited) and tell the observer: a failure when
+        ``exc`` is given, else a timeout."""
         reg = route.registration
         with self._lock:
-            reg.timeouts += 1
-            self.timeouts += 1
-        _record_on_span(span, "spanhooks.callback.timeout", reg.name, None)
-        rate_limited.log(
-            logging.WARNING,
-            f"timeout:{reg.name}",
-            "%s: callback %s did not finish within %.3gs while handling %s; continuing without it",
-            self.name,
-            reg.name,
-            reg.timeout,
-            _key_name(key),
-        )
+            if exc is not None:
+                reg.errors += 1
+                self.failures += 1
+            else:
+                reg.timeouts += 1
+                self.timeouts += 1
+        if exc is not None:
+            _record_on_span(span, "spanhooks.callback.error", reg.name, exc)
+            rate_limited.log(
+                logging.ERROR,
+                f"callback:{reg.name}",
+                "%s: callback %s raised %s while handling %s",
+                self.name,
+                reg.name,
+                type(exc).__name__,
+                _key_name(key),
+                exc_info=exc,
+            )
+        else:
+            _record_on_span(span, "spanhooks.callback.timeout", reg.name, None)
+            rate_limited.log(
+                logging.WARNING,
+                f"timeout:{reg.name}",
+                "%s: callback %s did not finish within %.3gs while handling %s; going on",
+                self.name,
+                reg.name,
+                reg.timeout,
+                _key_name(key),
+            )
         with contextlib.suppress(Exception):  # an observer must not undo isolation
-            self.observer.callback_timed_out(reg, key)
-        if self.raise_errors:
-            raise TimeoutError(f"callback {reg.name} timed out after {reg.timeout}s")
+            if exc is not None:
+                self.observer.callback_failed(reg, key, exc)
+            else:
+                self.observer.callback_timed_out(reg, key)
 
     def _too_deep(self, key: object, mode: DispatchMode) -> Any:
         with self._lock:

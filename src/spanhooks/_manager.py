@@ -28,7 +28,7 @@ from opentelemetry.trace import Span, Tracer, TracerProvider
 
 from spanhooks._attributes import AttributePolicy
 from spanhooks._context import CallContext
-from spanhooks._dispatch import Dispatcher, DispatchObserver, Priority
+from spanhooks._dispatch import Dispatcher, DispatchObserver, Priority, Route
 from spanhooks._events import EventSet, EventSpec, Phase, unknown_event_message
 from spanhooks._log import rate_limited
 from spanhooks._processors import SpanCallbacks
@@ -512,7 +512,7 @@ class CallbackManager:
         """
         if not self._enabled:
             return None
-        try:
+        try:  # the steps of _target(), inlined: this is the hot path
             spec = self._specs[event]
         except (KeyError, TypeError):
             typed = self._resolve(event)
@@ -552,17 +552,10 @@ class CallbackManager:
         """Like :meth:`emit`, awaiting async callbacks; ``concurrent`` runs them all at once."""
         if not self._enabled:
             return None
-        try:
-            spec = self._specs[event]
-        except (KeyError, TypeError):
-            typed = self._resolve(event)
-            if typed is None:
-                return None
-            spec, args = typed, (event, *args)
-        routes = self._dispatcher._routes.get(spec, ())
-        tracer = self._tracer
-        if tracer is None and (self._provider is not None or _api._TRACER_PROVIDER is not None):
-            tracer = self._find_tracer()
+        target = self._target(event, args)
+        if target is None:
+            return None
+        spec, args, routes, tracer = target
         if tracer is None:
             if routes:
                 await self._dispatcher.dispatch_async(
@@ -580,6 +573,25 @@ class CallbackManager:
         finally:
             self._complete(pending)
         return pending.call_id if spec.phase is _START else None
+
+    def _target(
+        self, event: object, args: tuple[Any, ...]
+    ) -> tuple[EventSpec, tuple[Any, ...], tuple[Route, ...], Tracer | None] | None:
+        """What an emit of ``event`` goes to: its spec, arguments, routes and tracer.
+
+        :meth:`emit` inlines these steps, as it is the hot path; everything else calls this.
+        """
+        try:
+            spec = self._specs[event]
+        except (KeyError, TypeError):
+            typed = self._resolve(event)
+            if typed is None:
+                return None
+            spec, args = typed, (event, *args)
+        tracer = self._tracer
+        if tracer is None and (self._provider is not None or _api._TRACER_PROVIDER is not None):
+            tracer = self._find_tracer()
+        return spec, args, self._dispatcher._routes.get(spec, ()), tracer
 
     def _resolve(self, event: object) -> EventSpec | None:
         spec = self._by_type.get(type(event))

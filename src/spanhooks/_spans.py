@@ -118,6 +118,7 @@ class OpenSpans:
         self.max_open = max_open
         self.max_age = max_age
         self.abandoned = 0
+        self._next_age_check = 0.0
         self._frames: dict[int, Frame] = {}
         self._lock = threading.Lock()
         self._on_abandon = on_abandon
@@ -128,12 +129,16 @@ class OpenSpans:
     def add(self, frame: Frame) -> None:
         frames = self._frames
         frames[frame.span_id] = frame
-        try:
-            oldest = next(iter(frames.values()))
-        except (StopIteration, RuntimeError):  # emptied or resized by another thread meanwhile
-            return
-        if len(frames) > self.max_open or frame.opened - oldest.opened > self.max_age:
+        if len(frames) > self.max_open:
             self._evict(frame.opened)
+        elif frame.opened >= self._next_age_check:  # at most a few times per max_age
+            self._next_age_check = frame.opened + min(1.0, self.max_age / 4)
+            try:
+                oldest = next(iter(frames.values()))
+            except (StopIteration, RuntimeError):  # emptied or resized by another thread
+                return
+            if frame.opened - oldest.opened > self.max_age:
+                self._evict(frame.opened)
 
     def get(self, span_id: int) -> Frame | None:
         return self._frames.get(span_id)
@@ -250,8 +255,6 @@ class SpanMapper:
         span = frame.span
         if span.is_recording():
             ended = self._attributes(spec, bound)
-            if isinstance(spec.key, str):  # the key matched the start's: already recorded
-                ended.pop(spec.attributes.get(spec.key, f"{spec.event_set}.{spec.key}"), None)
             if ended:
                 current = getattr(span, "attributes", None) or {}
                 # Re-setting an unchanged key would move it to the back, first for eviction.
