@@ -175,9 +175,12 @@ class Dispatcher(Generic[K]):
         default_timeout: float | None = None,
         raise_errors: bool = False,
         observer: DispatchObserver | None = None,
+        lifo: bool = False,
     ) -> None:
         _check_timeout(default_timeout)
         self.name = name
+        self.lifo = lifo
+        """Equal priorities run newest first (cleanup order) instead of registration order."""
         self.default_timeout = default_timeout
         self.raise_errors = raise_errors
         self.observer = observer or DispatchObserver()
@@ -251,6 +254,7 @@ class Dispatcher(Generic[K]):
             default_timeout=self.default_timeout,
             raise_errors=self.raise_errors,
             observer=self.observer,
+            lifo=self.lifo,
         )
         with self._lock:
             for reg, routes in self._registrations.values():
@@ -286,7 +290,7 @@ class Dispatcher(Generic[K]):
         """Current registrations in priority order (a snapshot)."""
         with self._lock:
             regs = [reg for reg, _ in self._registrations.values()]
-        return sorted(regs, key=_order)
+        return sorted(regs, key=lambda reg: _order(reg, self.lifo))
 
     def get(self, registration_id: int) -> Registration | None:
         entry = self._registrations.get(registration_id)
@@ -316,7 +320,7 @@ class Dispatcher(Generic[K]):
                 for _, routes_by_key in self._registrations.values()
                 if key in routes_by_key
             ]
-            routes.sort(key=lambda r: _order(r.registration))
+            routes.sort(key=lambda r: _order(r.registration, self.lifo))
             if routes:
                 table[key] = tuple(routes)
             else:
@@ -596,8 +600,8 @@ class Dispatcher(Generic[K]):
         return [] if mode is DispatchMode.COLLECT else None
 
 
-def _order(reg: Registration) -> tuple[int, int]:
-    return (-reg.priority, reg.seq)
+def _order(reg: Registration, lifo: bool = False) -> tuple[int, int]:
+    return (-reg.priority, -reg.seq if lifo else reg.seq)
 
 
 def _check_timeout(timeout: float | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
 import os
 import threading
@@ -25,12 +26,14 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, Tracer, TracerProvider
+from prometheus_client.core import Metric
 
 from spanhooks._attributes import AttributePolicy
 from spanhooks._context import CallContext
 from spanhooks._dispatch import Dispatcher, DispatchObserver, Priority, Route
 from spanhooks._events import EventSet, EventSpec, Phase, unknown_event_message
 from spanhooks._log import rate_limited
+from spanhooks._metrics import count_value, counter, gauge, register_source
 from spanhooks._processors import SpanCallbacks
 from spanhooks._spans import Frame, OpenSpans, SpanMapper
 from spanhooks._version import __version__
@@ -204,6 +207,7 @@ class CallbackManager:
         )
         self._provider = tracer_provider
         self._tracer: Tracer | None = None
+        self._counts: dict[EventSpec, itertools.count[int]] | None = None
         policy = AttributePolicy(
             capture_content=capture_content_from_env()
             if capture_content is None
@@ -244,6 +248,10 @@ class CallbackManager:
                         by_type[spec.payload_type] = spec
                     added.append(spec)
                 self._sets[event_set.name] = event_set
+            if self._counts is not None:
+                counts = dict(self._counts)
+                counts.update((spec, itertools.count()) for spec in added)
+                self._counts = counts
             self._specs, self._by_type = specs, by_type
             for reg_id, (callback, only) in self._wildcards.items():
                 targets = self._targets_for(
@@ -483,6 +491,55 @@ class CallbackManager:
             "open_spans": len(self._mapper.open),
         }
 
+    def enable_metrics(self) -> None:
+        """Count events for ``/metrics`` from now on (one lock-free increment per emit)."""
+        with self._lock:
+            if self._counts is None:
+                self._counts = {spec: itertools.count() for spec in self.events()}
+                register_source(self)
+
+    def metric_families(self) -> Iterable[Metric]:
+        """Events by name, callback errors and timeouts, open and abandoned spans."""
+        counts = self._counts or {}
+        yield counter(
+            "spanhooks_events",
+            "Events emitted, by event set and name.",
+            ["event_set", "event"],
+            [((spec.event_set, spec.name), float(count_value(c))) for spec, c in counts.items()],
+        )
+        registrations = [*self._dispatcher.registrations(), *self.spans.dispatcher.registrations()]
+        yield counter(
+            "spanhooks_callback_errors",
+            "Exceptions raised by callbacks (isolated, not propagated).",
+            ["callback"],
+            [((reg.name,), float(reg.errors)) for reg in registrations],
+        )
+        yield counter(
+            "spanhooks_callback_timeouts",
+            "Callbacks abandoned after their timeout.",
+            ["callback"],
+            [((reg.name,), float(reg.timeouts)) for reg in registrations],
+        )
+        stats = self.stats()
+        yield gauge(
+            "spanhooks_open_spans",
+            "Spans started and not yet ended.",
+            [],
+            [((), stats["open_spans"])],
+        )
+        yield counter(
+            "spanhooks_spans_abandoned",
+            "Spans closed because they were never ended.",
+            [],
+            [((), stats["abandoned_spans"])],
+        )
+        yield counter(
+            "spanhooks_unmatched_ends",
+            "End events with no open start.",
+            [],
+            [((), stats["unmatched_ends"])],
+        )
+
     def close_open_spans(self, reason: str = "process exit") -> int:
         """End every still-open span as abandoned; returns how many. Called by ``shutdown()``."""
         return self._mapper.open.close_all(reason)
@@ -519,6 +576,8 @@ class CallbackManager:
             if typed is None:
                 return None
             spec, args = typed, (event, *args)
+        if self._counts is not None:
+            next(self._counts[spec])
         routes = self._dispatcher._routes.get(spec, ())
         tracer = self._tracer
         if tracer is None and (self._provider is not None or _api._TRACER_PROVIDER is not None):
@@ -556,6 +615,8 @@ class CallbackManager:
         if target is None:
             return None
         spec, args, routes, tracer = target
+        if self._counts is not None:
+            next(self._counts[spec])
         if tracer is None:
             if routes:
                 await self._dispatcher.dispatch_async(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,13 +27,18 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
+from prometheus_client.registry import CollectorRegistry
 
+from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
 from spanhooks._attributes import AttributePolicy
 from spanhooks._context import attach_parent_from_env
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
+from spanhooks._metrics import install_collector
 from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
+from spanhooks._server import MetricsServer, start_metrics_server
+from spanhooks._signals import add_termination_hook
 
 __all__ = [
     "Telemetry",
@@ -68,6 +74,10 @@ class Telemetry:
     processors: list[SpanProcessor] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     """The resolved ``setup()`` arguments, so a spawned child process can repeat them."""
+    registry: CollectorRegistry | None = None
+    """Where spanhooks' metrics are collected (None unless metrics were asked for)."""
+    metrics_server: MetricsServer | None = None
+    exporters: list[AccountedExporter] = field(default_factory=list)
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -91,6 +101,8 @@ class Telemetry:
             if _active is self:
                 _active = None
         self.manager.close_open_spans("process exit")
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         if self.owns_provider and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
             return
@@ -114,12 +126,20 @@ def setup(
     tracer_provider: TracerProvider | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     manager: CallbackManager | None = None,
+    metrics_port: int | None = None,
+    metrics_addr: str = "127.0.0.1",
+    registry: CollectorRegistry | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Telemetry:
     """Configure tracing for spanhooks and return what was set up.
 
     Calling it again returns the active configuration unchanged (call ``shutdown()`` first to
     reconfigure). With ``OTEL_SDK_DISABLED=true`` no provider is built; callbacks still run.
     An existing SDK TracerProvider (global, or passed in) is reused, never replaced.
+
+    Metrics: ``metrics_port`` (or ``SPANHOOKS_METRICS_PORT``) serves ``/metrics`` and
+    ``/health`` on ``metrics_addr`` (127.0.0.1 unless you say otherwise; 0 picks a free port);
+    ``registry`` collects them into your own ``CollectorRegistry`` instead of a private one.
     """
     global _active
     with _lock:
@@ -138,6 +158,12 @@ def setup(
             return _active
         provider, owns = _provider(tracer_provider, service_name)
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
+        port = metrics_port if metrics_port is not None else _env_port()
+        if port is not None or registry is not None:
+            telemetry.registry = registry if registry is not None else CollectorRegistry()
+            install_collector(telemetry.registry)
+            target.enable_metrics()
+            _add(telemetry, SpanMetricsProcessor())
         telemetry.settings = {
             "service_name": service_name,
             "jsonl": jsonl,
@@ -155,15 +181,26 @@ def setup(
                 format=jsonl_format or os.environ.get("SPANHOOKS_JSONL_FORMAT", "spanhooks"),
             )
             telemetry.jsonl_path = exporter.path
-            _add(telemetry, BatchSpanProcessor(exporter))
+            _add(telemetry, _accounted(telemetry, exporter, "jsonl"))
         endpoint = otlp_endpoint or _env_endpoint()
         if endpoint:
-            _add(telemetry, BatchSpanProcessor(_otlp_exporter(otlp_endpoint, otlp_protocol)))
+            _add(
+                telemetry,
+                _accounted(telemetry, _otlp_exporter(otlp_endpoint, otlp_protocol), "otlp"),
+            )
             telemetry.otlp_endpoint = endpoint
         for processor in span_processors:
             _add(telemetry, IsolatedSpanProcessor(processor))
         target.use_tracer_provider(None if provider is trace.get_tracer_provider() else provider)
         attach_parent_from_env()
+        if port is not None and telemetry.registry is not None:
+            telemetry.metrics_server = start_metrics_server(
+                telemetry.registry,
+                port=port,
+                addr=metrics_addr,
+                health=_health,
+                ssl_context=ssl_context,
+            )
         _register_atexit()
         _active = telemetry
         return telemetry
@@ -192,6 +229,23 @@ def _add(telemetry: Telemetry, processor: SpanProcessor) -> None:
     assert telemetry.tracer_provider is not None
     telemetry.tracer_provider.add_span_processor(processor)
     telemetry.processors.append(processor)
+
+
+def _accounted(telemetry: Telemetry, exporter: SpanExporter, name: str) -> SpanProcessor:
+    accounted = AccountedExporter(exporter, name)
+    telemetry.exporters.append(accounted)
+    return AccountedBatchProcessor(accounted)
+
+
+def _env_port() -> int | None:
+    raw = os.environ.get("SPANHOOKS_METRICS_PORT")
+    return _env_int("SPANHOOKS_METRICS_PORT", 0) if raw else None
+
+
+def _health() -> dict[str, Any]:
+    from spanhooks.ops.health import get_health_monitor
+
+    return get_health_monitor().get_health_status()
 
 
 def _env_endpoint() -> str | None:
@@ -249,6 +303,7 @@ def _register_atexit() -> None:
     global _atexit_registered
     if not _atexit_registered:
         atexit.register(shutdown)
+        add_termination_hook(shutdown)  # SIGTERM skips atexit: flush there too
         _atexit_registered = True
 
 

@@ -1,0 +1,223 @@
+"""Prometheus metrics, computed when scraped from the state spanhooks already keeps.
+
+Nothing is created at import: :class:`SpanhooksCollector` is registered on a registry you pass
+(or a private one) by ``setup(metrics_port=...)`` or :func:`enable_metrics`. At scrape time it
+asks every live :class:`MetricSource` (callback managers, health monitors, polling and resource
+managers, error handlers, sessions, exporters) for its metric families. Counters come from
+counts those objects keep anyway, so the emit path gains no lock and no work.
+
+Names follow Prometheus conventions: the ``spanhooks_`` prefix, base units (seconds), ``_total``
+for counters, and labels only from bounded sets (declared event names, registered components,
+enum values; never ids or free text).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "BucketHistogram",
+    "MetricSource",
+    "SpanhooksCollector",
+    "count_value",
+    "counter",
+    "gauge",
+    "register_source",
+]
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""Seconds; from half a millisecond (a callback) to ten seconds (a slow model call)."""
+
+MAX_LABEL_VALUES = 1000
+"""Distinct values one label may take in one family before the rest are counted as ``other``."""
+
+
+@runtime_checkable
+class MetricSource(Protocol):
+    """Anything that can describe its current state as Prometheus metric families."""
+
+    def metric_families(self) -> Iterable[Metric]: ...
+
+
+_sources: weakref.WeakSet[MetricSource] = weakref.WeakSet()
+_sources_lock = threading.Lock()
+
+
+def register_source(source: MetricSource) -> None:
+    """Include ``source`` in every scrape for as long as it is alive (held weakly)."""
+    with _sources_lock:
+        _sources.add(source)
+
+
+def live_sources() -> list[MetricSource]:
+    with _sources_lock:
+        return list(_sources)
+
+
+class SpanhooksCollector(Collector):
+    """A prometheus_client collector that gathers every live source at scrape time.
+
+    Families with the same name from several sources (two callback managers, say) are merged,
+    so each name appears once in the exposition. Safe to scrape from any thread.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for source in live_sources():
+            for family in source.metric_families():
+                existing = merged.get(family.name)
+                if existing is None:
+                    merged[family.name] = family
+                elif existing.type == family.type:
+                    existing.samples.extend(family.samples)
+        yield from merged.values()
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # computed families: describing them would run a collection at register time
+
+
+def install_collector(registry: CollectorRegistry) -> SpanhooksCollector:
+    """Register one collector on ``registry`` (once per registry); returns it."""
+    with _sources_lock:
+        found = _installed.get(registry)
+        if found is None:
+            found = SpanhooksCollector()
+            registry.register(found)
+            _installed[registry] = found
+        return found
+
+
+_installed: weakref.WeakKeyDictionary[CollectorRegistry, SpanhooksCollector] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def count_value(count: itertools.count[int]) -> int:
+    """The next value an ``itertools.count`` would return, read without consuming it.
+
+    ``next(count)`` is a lock-free atomic increment under the GIL, which is why the hot path
+    counts with it; reading goes through its pickle form.
+    """
+    return int(count.__reduce__()[1][0])
+
+
+def counter(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    values: Iterable[tuple[Sequence[str], float]],
+) -> CounterMetricFamily:
+    """A counter family from ``(label values, count)`` pairs, with label cardinality capped."""
+    family = CounterMetricFamily(name, documentation, labels=list(labels))
+    for label_values, value in _capped(values):
+        family.add_metric(list(label_values), value)
+    return family
+
+
+def gauge(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    values: Iterable[tuple[Sequence[str], float]],
+) -> GaugeMetricFamily:
+    """A gauge family from ``(label values, value)`` pairs, with label cardinality capped."""
+    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    for label_values, value in _capped(values):
+        family.add_metric(list(label_values), value)
+    return family
+
+
+def _capped(values: Iterable[tuple[Sequence[str], float]]) -> list[tuple[tuple[str, ...], float]]:
+    totals: dict[tuple[str, ...], float] = {}
+    for label_values, value in values:
+        key = tuple(str(v) for v in label_values)
+        if key not in totals and len(totals) >= MAX_LABEL_VALUES:
+            key = tuple("other" for _ in key)
+        totals[key] = totals.get(key, 0.0) + value
+    return list(totals.items())
+
+
+class BucketHistogram:
+    """Cumulative-bucket latency histograms per label tuple, with the latest trace-id exemplar.
+
+    Observed off the emit path (span end, health checks, polling runs); one lock per
+    histogram, held only to add a sample, never while calling out.
+    """
+
+    def __init__(
+        self, buckets: Sequence[float] = LATENCY_BUCKETS, max_series: int = MAX_LABEL_VALUES
+    ) -> None:
+        self.buckets = tuple(sorted(buckets))
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, ...], list[float]] = {}
+        self._exemplars: dict[tuple[str, ...], dict[int, tuple[str, float]]] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float, trace_id: str | None = None) -> None:
+        index = bisect.bisect_left(self.buckets, seconds)
+        with self._lock:
+            series = self._series.get(labels)
+            if series is None:
+                if len(self._series) >= self.max_series:
+                    labels = tuple("other" for _ in labels)
+                series = self._series.setdefault(labels, [0.0] * (len(self.buckets) + 3))
+            series[index] += 1  # per-bucket counts; the last two slots are count and sum
+            series[-2] += 1
+            series[-1] += seconds
+            if trace_id is not None:
+                self._exemplars.setdefault(labels, {})[index] = (trace_id, seconds)
+
+    def family(
+        self, name: str, documentation: str, label_names: Sequence[str]
+    ) -> HistogramMetricFamily:
+        from prometheus_client.samples import Exemplar
+
+        family = HistogramMetricFamily(name, documentation, labels=list(label_names))
+        with self._lock:
+            snapshot = {k: list(v) for k, v in self._series.items()}
+            exemplars = {k: dict(v) for k, v in self._exemplars.items()}
+        for labels, series in snapshot.items():
+            cumulative = 0.0
+            buckets = []
+            for index, bound in enumerate((*self.buckets, float("inf"))):
+                cumulative += series[index]
+                found = exemplars.get(labels, {}).get(index)
+                exemplar = Exemplar({"trace_id": found[0]}, found[1]) if found else None
+                buckets.append(
+                    (_le(bound), cumulative, exemplar) if exemplar else (_le(bound), cumulative)
+                )
+            family.add_metric(list(labels), buckets, series[-1])
+        return family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)

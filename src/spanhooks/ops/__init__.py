@@ -1,0 +1,70 @@
+"""Operations subsystems from the seeds, each on the one dispatch core and visible on ``/metrics``.
+
+Import what you use from here::
+
+    from spanhooks.ops import register_health_check, register_polling_task, register_cleanup
+"""
+
+from spanhooks.ops.health import (
+    Alert,
+    AlertSeverity,
+    HealthMonitor,
+    HealthResult,
+    HealthStatus,
+    get_health_monitor,
+    register_health_check,
+)
+from spanhooks.ops.messaging import (
+    HandlerContext,
+    MeetingEventHandler,
+    MessageContext,
+    clear_handlers,
+    get_handler,
+    invoke_handler,
+    invoke_handler_sync,
+    register_conversation_handler,
+    register_message_notification_handler,
+    register_one_way_handler,
+)
+from spanhooks.ops.polling import (
+    PollingManager,
+    TaskState,
+    get_polling_manager,
+    register_polling_task,
+)
+from spanhooks.ops.resources import (
+    CleanupPriority,
+    ResourceManager,
+    ResourceType,
+    get_resource_manager,
+    register_cleanup,
+)
+
+__all__ = [
+    "Alert",
+    "AlertSeverity",
+    "CleanupPriority",
+    "HandlerContext",
+    "HealthMonitor",
+    "HealthResult",
+    "HealthStatus",
+    "MeetingEventHandler",
+    "MessageContext",
+    "PollingManager",
+    "ResourceManager",
+    "ResourceType",
+    "TaskState",
+    "clear_handlers",
+    "get_handler",
+    "get_health_monitor",
+    "get_polling_manager",
+    "get_resource_manager",
+    "invoke_handler",
+    "invoke_handler_sync",
+    "register_cleanup",
+    "register_conversation_handler",
+    "register_health_check",
+    "register_message_notification_handler",
+    "register_one_way_handler",
+    "register_polling_task",
+]
