@@ -19,7 +19,11 @@ def _demo(args: argparse.Namespace) -> int:
     path = Path(args.output)
     if path.exists() and not args.append:
         path.unlink()
-    telemetry = setup(service_name="spanhooks-demo", jsonl_path=path)
+    telemetry = setup(
+        service_name="spanhooks-demo", jsonl_path=path, metrics_port=args.metrics_port
+    )
+    if telemetry.metrics_server is not None:
+        print(f"serving {telemetry.metrics_server.url}/metrics and /health", flush=True)
     stats = run_demo(get_callback_manager(), duration=args.duration)
     telemetry.shutdown()
     result = read_spans(path)
@@ -73,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--append", action="store_true", help="append to the file instead of replacing it"
+    )
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics and /health on 127.0.0.1:PORT while the demo runs (0: any free port)",
     )
     demo.set_defaults(run=_demo)
     view = commands.add_parser("view", help="print a JSONL trace file as trees")
