@@ -300,6 +300,13 @@ class Dispatcher(Generic[K]):
         """The routes for ``key``: an immutable tuple, read without locking."""
         return self._routes.get(key, ())
 
+    def routes_for(self, *keys: K) -> tuple[Route, ...]:
+        """The routes of several keys merged into one priority order (for one dispatch)."""
+        table = self._routes
+        merged = [route for key in keys for route in table.get(key, ())]
+        merged.sort(key=lambda r: _order(r.registration, self.lifo))
+        return tuple(merged)
+
     @property
     def table(self) -> Mapping[K, tuple[Route, ...]]:
         """The whole key-to-routes table; replaced, never mutated, so it can be read freely."""

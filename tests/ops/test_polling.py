@@ -74,7 +74,7 @@ def test_a_failing_task_is_retried_with_backoff_and_counted(polling: PollingMana
         raise ConnectionError("down")
 
     polling.register_polling_task("flaky", flaky, interval=10.0, max_retries=2, retry_delay=0.05)
-    wait_for(lambda: len(attempts) >= 3)
+    wait_for(lambda: polling.get_task_status("flaky")["failures"] >= 3)
     status = polling.get_task_status("flaky")
     assert status["failures"] >= 3 and status["consecutive_failures"] >= 3
     assert attempts[2] - attempts[1] >= attempts[1] - attempts[0]  # the delay doubles

@@ -5,6 +5,16 @@ Import what you use from here::
     from spanhooks.ops import register_health_check, register_polling_task, register_cleanup
 """
 
+from spanhooks.ops.errors import (
+    ErrorContext,
+    ErrorHandler,
+    ErrorInfo,
+    ErrorSeverity,
+    get_error_handler,
+    handle_error,
+    handle_error_async,
+    register_error_handler,
+)
 from spanhooks.ops.health import (
     Alert,
     AlertSeverity,
@@ -39,11 +49,18 @@ from spanhooks.ops.resources import (
     get_resource_manager,
     register_cleanup,
 )
+from spanhooks.ops.router import EventRouter
+from spanhooks.ops.session import SessionState, SessionStatus, SessionTransition, sessions_by_status
 
 __all__ = [
     "Alert",
     "AlertSeverity",
     "CleanupPriority",
+    "ErrorContext",
+    "ErrorHandler",
+    "ErrorInfo",
+    "ErrorSeverity",
+    "EventRouter",
     "HandlerContext",
     "HealthMonitor",
     "HealthResult",
@@ -53,18 +70,26 @@ __all__ = [
     "PollingManager",
     "ResourceManager",
     "ResourceType",
+    "SessionState",
+    "SessionStatus",
+    "SessionTransition",
     "TaskState",
     "clear_handlers",
+    "get_error_handler",
     "get_handler",
     "get_health_monitor",
     "get_polling_manager",
     "get_resource_manager",
+    "handle_error",
+    "handle_error_async",
     "invoke_handler",
     "invoke_handler_sync",
     "register_cleanup",
     "register_conversation_handler",
+    "register_error_handler",
     "register_health_check",
     "register_message_notification_handler",
     "register_one_way_handler",
     "register_polling_task",
+    "sessions_by_status",
 ]
