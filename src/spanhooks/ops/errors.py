@@ -27,6 +27,7 @@ from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher
+from spanhooks._lazy import ProcessWide
 from spanhooks._metrics import counter, register_source
 
 __all__ = [
@@ -298,17 +299,12 @@ class ErrorHandler:
         )
 
 
-_default: ErrorHandler | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(ErrorHandler)
 
 
 def get_error_handler() -> ErrorHandler:
     """The process-wide error handler (created on first use)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = ErrorHandler()
-        return _default
+    return _default.get()
 
 
 def handle_error(

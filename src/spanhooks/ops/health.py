@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher
+from spanhooks._lazy import ProcessWide
 from spanhooks._metrics import counter, gauge, register_source
 from spanhooks.ops.polling import PollingManager
 
@@ -336,17 +337,12 @@ def _alert_for(
     return Alert(state.name, severity, text, previous, current, state.critical, now)
 
 
-_default: HealthMonitor | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(HealthMonitor)
 
 
 def get_health_monitor() -> HealthMonitor:
     """The process-wide health monitor (created on first use)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = HealthMonitor()
-        return _default
+    return _default.get()
 
 
 def register_health_check(

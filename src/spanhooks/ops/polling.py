@@ -27,6 +27,7 @@ from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher, DispatchMode, Registration, Route
+from spanhooks._lazy import ProcessWide
 from spanhooks._log import rate_limited
 from spanhooks._metrics import BucketHistogram, counter, gauge, register_source
 
@@ -356,17 +357,12 @@ class PollingManager:
         )
 
 
-_default: PollingManager | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(PollingManager)
 
 
 def get_polling_manager() -> PollingManager:
     """The process-wide polling manager (created on first use)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = PollingManager()
-        return _default
+    return _default.get()
 
 
 def register_polling_task(

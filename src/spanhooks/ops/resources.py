@@ -28,6 +28,7 @@ from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher, Registration
+from spanhooks._lazy import ProcessWide
 from spanhooks._metrics import counter, gauge, register_source
 from spanhooks._signals import add_termination_hook
 
@@ -260,17 +261,12 @@ class ResourceManager:
         )
 
 
-_default: ResourceManager | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(ResourceManager)
 
 
 def get_resource_manager() -> ResourceManager:
     """The process-wide resource manager (created on first use; cleans up at exit and SIGTERM)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = ResourceManager()
-        return _default
+    return _default.get()
 
 
 def register_cleanup(
