@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -52,6 +53,9 @@ def test_the_demo_writes_a_trace_of_every_seed_style_and_prints_it(tmp_path: Pat
         "└─ execute_tool calculator" in done.stdout or "├─ execute_tool calculator" in done.stdout
     )
     assert "1 run(s): tool calls calculator x1, flight_search x1, hotel_search x1" in done.stdout
+    assert (
+        "operations: 1 error(s) handled, 2 session transition(s), 1 routed event(s)" in done.stdout
+    )
 
 
 def test_the_console_script_is_installed() -> None:
@@ -74,3 +78,45 @@ def test_view_reports_a_missing_or_unreadable_file_clearly(tmp_path: Path) -> No
     garbage = spanhooks_cli("view", "garbage.jsonl", cwd=tmp_path)
     assert garbage.returncode == 1 and "garbage.jsonl" in garbage.stderr
     assert "Traceback" not in garbage.stderr
+
+
+def test_the_demo_serves_metrics_and_health_while_it_runs(tmp_path: Path) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
+    with subprocess.Popen(
+        [sys.executable, "-m", "spanhooks", "demo", "--duration", "8", "--metrics-port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as demo:
+        assert demo.stdout is not None
+        first = demo.stdout.readline()
+        assert first.startswith("serving http://127.0.0.1:"), first
+        url = first.split()[1].removesuffix("/metrics")
+        expected = {
+            "spanhooks_events",
+            "spanhooks_errors",
+            "spanhooks_sessions",
+            "spanhooks_router_events",
+            "spanhooks_health_status",
+            "spanhooks_polling_runs",
+            "spanhooks_span_duration_seconds",
+            "spanhooks_spans_exported",
+        }
+        names: set[str] = set()
+        for _ in range(50):  # the first run finishes within a second or two
+            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+                families = list(text_string_to_metric_families(response.read().decode()))
+            names = {family.name for family in families}
+            if expected <= names:
+                break
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            health = json.load(response)
+        demo.kill()
+    assert expected <= names
+    assert health["status"] in ("degraded", "unknown")

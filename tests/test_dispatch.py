@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -298,3 +301,16 @@ def test_a_timeout_must_be_positive() -> None:
         manager.register("on_message", lambda **kw: None, timeout=0)
     with pytest.raises(TypeError, match="priority"):
         manager.register("on_message", lambda **kw: None, priority="high")  # type: ignore[arg-type]
+
+
+def test_timed_callbacks_still_run_during_interpreter_shutdown(tmp_path: Path) -> None:
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import atexit, spanhooks\n"
+        "m = spanhooks.CallbackManager()\n"
+        "m.register('on_message', lambda **kw: print('ran at exit'), timeout=5)\n"
+        "atexit.register(lambda: m.trigger('on_message', user_id='u', message='m', timestamp=0))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ran at exit"
+    assert "Traceback" not in done.stderr

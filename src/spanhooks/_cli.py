@@ -35,6 +35,10 @@ def _demo(args: argparse.Namespace) -> int:
         f"{stats.module_calls} module calls; "
         f"{stats.meeting_events} meeting events seen by callbacks"
     )
+    print(
+        f"operations: {stats.errors_handled} error(s) handled, {stats.session_changes} session "
+        f"transition(s), {stats.routed} routed event(s)"
+    )
     print(f"{len(result.spans)} spans written to {path.resolve()}")
     print(f"view again with: spanhooks view {path}")
     return 0

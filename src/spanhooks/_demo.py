@@ -2,19 +2,37 @@
 
 No network and no API key: the "model" and the tools are local functions. One run makes an
 agent turn (Thea-style messages and delegation, LLMProc-style API and tool calls, one failing
-tool, LogiLLM-style module and provider events, two tools run as concurrent asyncio tasks) and
-a meeting with turns, joins, a timeout and leaves.
+tool, LogiLLM-style module and provider events, two tools run as concurrent asyncio tasks), a
+meeting with turns, joins, a timeout and leaves, and the operations subsystems: the failing
+tool goes through the error handler, the conversation is a SessionState, its creation is
+routed, two health checks and a polling task run, and a cleanup is registered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 from spanhooks._manager import AbstractCallback, CallbackManager
+from spanhooks.ops import (
+    CleanupPriority,
+    ErrorContext,
+    ErrorInfo,
+    ErrorSeverity,
+    EventRouter,
+    ResourceType,
+    SessionState,
+    SessionStatus,
+    get_error_handler,
+    get_health_monitor,
+    handle_error_async,
+    register_cleanup,
+    register_polling_task,
+)
 from spanhooks.vocab.llmproc import CallbackEvent
 from spanhooks.vocab.logillm import (
     ModuleEndEvent,
@@ -45,6 +63,9 @@ class DemoStats:
     module_calls: int = 0
     meeting_events: int = 0
     runs: int = 0
+    errors_handled: int = 0
+    session_changes: int = 0
+    routed: int = 0
 
 
 class _ToolTimer:
@@ -103,6 +124,10 @@ async def _run_tool(manager: CallbackManager, name: str, args: dict[str, Any], d
     manager.emit(CallbackEvent.TOOL_START, name, args)
     await asyncio.sleep(delay)
     if name == "calculator" and args.get("expression") == "1/0":
+        try:
+            1 / 0  # noqa: B018 - the demo's deliberately failing tool
+        except ZeroDivisionError as exc:
+            await handle_error_async(exc, ErrorContext.TOOL, ErrorSeverity.MEDIUM, operation=name)
         result = SimpleNamespace(is_error=True, error="ZeroDivisionError: division by zero")
     else:
         result = SimpleNamespace(is_error=False, content=f"{name} ok")
@@ -110,11 +135,14 @@ async def _run_tool(manager: CallbackManager, name: str, args: dict[str, Any], d
     return result
 
 
-async def _agent_turn(manager: CallbackManager, user_id: str) -> None:
+async def _agent_turn(manager: CallbackManager, user_id: str, router: EventRouter) -> None:
     process = SimpleNamespace(
         display_name="travel-agent", model_name="claude-demo", provider="anthropic"
     )
     manager.emit(CallbackEvent.TURN_START, process)
+    session = SessionState(f"conv-{user_id}", user_id, manager=manager)
+    session.update_status(SessionStatus.ACTIVE, reason="first message")
+    router.route("session.created", {"conversation_id": session.conversation_id})
     manager.trigger(
         "on_message", user_id=user_id, message="Book a trip to Lisbon", timestamp=time.time()
     )
@@ -175,13 +203,46 @@ def _meeting(manager: CallbackManager, meeting_id: int) -> None:
     emit(MeetingEventType.MEETING_ENDED, MeetingEndedEventData("alice", "agenda done"))
 
 
+def _install_operations(manager: CallbackManager, stats: DemoStats) -> EventRouter:
+    """Error, session, routing, health, polling and cleanup subsystems, as an app wires them."""
+
+    def count_error(info: ErrorInfo) -> None:
+        stats.errors_handled += 1
+
+    def count_session(user_id: str, old_state: str, new_state: str) -> None:
+        stats.session_changes += 1
+
+    def count_route(data: dict[str, Any]) -> None:
+        stats.routed += 1
+
+    get_error_handler().register_error_handler(count_error, ErrorContext.TOOL, priority=100)
+    manager.register("on_state_change", count_session)
+    router = EventRouter("demo")
+    router.register_middleware(lambda event_type, data: {**data, "source": "demo"})
+    router.register_realtime_handler("session.created", count_route, priority=100)
+    monitor = get_health_monitor()
+    for component, check, critical in (
+        ("llm_api", lambda: {"status": "healthy", "message": "responding"}, True),
+        ("vector_store", lambda: {"status": "degraded", "message": "slow replica"}, False),
+    ):
+        with contextlib.suppress(ValueError):  # already registered by an earlier run here
+            monitor.register_health_check(component, check, interval=5.0, critical=critical)
+    with contextlib.suppress(ValueError):
+        register_polling_task("queue_depth", lambda: {"depth": 0}, interval=2.0)
+    register_cleanup(
+        lambda: None, ResourceType.NETWORK, CleanupPriority.HIGH, "demo connection pool"
+    )
+    return router
+
+
 def run_demo(manager: CallbackManager, duration: float = 0.0) -> DemoStats:
     """Run the simulated agent once, or repeatedly until ``duration`` seconds have passed."""
     stats = install_demo_callbacks(manager)
+    router = _install_operations(manager, stats)
     deadline = time.monotonic() + duration
     meeting_id = 1
     while True:
-        asyncio.run(_agent_turn(manager, user_id="user-42"))
+        asyncio.run(_agent_turn(manager, user_id="user-42", router=router))
         _meeting(manager, meeting_id)
         stats.runs += 1
         meeting_id += 1

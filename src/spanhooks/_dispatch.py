@@ -446,7 +446,10 @@ class Dispatcher(Generic[K]):
                 return self._run_coroutine_from_sync(route, key, args, kwargs, span)
             if reg.timeout is not None:
                 call = _bind_call(route, key, args, kwargs)
-                future = _worker_pool().submit(contextvars.copy_context().run, call)
+                try:
+                    future = _worker_pool().submit(contextvars.copy_context().run, call)
+                except RuntimeError:  # interpreter shutdown: no new threads; run it here
+                    return call()
                 try:
                     return future.result(timeout=reg.timeout)
                 except concurrent.futures.TimeoutError:
