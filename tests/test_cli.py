@@ -87,7 +87,7 @@ def test_the_demo_serves_metrics_and_health_while_it_runs(tmp_path: Path) -> Non
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
     with subprocess.Popen(
-        [sys.executable, "-m", "spanhooks", "demo", "--duration", "8", "--metrics-port", "0"],
+        [sys.executable, "-m", "spanhooks", "demo", "--duration", "30", "--metrics-port", "0"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -103,6 +103,8 @@ def test_the_demo_serves_metrics_and_health_while_it_runs(tmp_path: Path) -> Non
             "spanhooks_sessions",
             "spanhooks_router_events",
             "spanhooks_health_status",
+            "spanhooks_health_check_duration_seconds",
+            "spanhooks_callback_duration_seconds",
             "spanhooks_polling_runs",
             "spanhooks_span_duration_seconds",
             "spanhooks_spans_exported",

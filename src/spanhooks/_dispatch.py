@@ -86,6 +86,9 @@ class DispatchObserver:
     def dispatch_dropped(self, key: object) -> None:
         """A dispatch was dropped because nesting exceeded :data:`MAX_DEPTH`."""
 
+    def dispatched(self, key: object, seconds: float, span: Span | None) -> None:
+        """One dispatch of ``key`` took ``seconds`` (only reported by a ``timed`` dispatcher)."""
+
 
 # Enum member access costs a class-attribute lookup; the dispatch loop compares module constants.
 _ALL, _COLLECT, _PIPE = DispatchMode.ALL, DispatchMode.COLLECT, DispatchMode.PIPE
@@ -179,6 +182,8 @@ class Dispatcher(Generic[K]):
     ) -> None:
         _check_timeout(default_timeout)
         self.name = name
+        self.timed = False
+        """Time each dispatch and report it to ``observer.dispatched`` (for latency metrics)."""
         self.lifo = lifo
         """Equal priorities run newest first (cleanup order) instead of registration order."""
         self.default_timeout = default_timeout
@@ -357,6 +362,7 @@ class Dispatcher(Generic[K]):
         collect = mode is _COLLECT
         pipe = mode is _PIPE
         results: list[Any] | None = [] if collect else None
+        started = time.perf_counter() if self.timed else 0.0
         try:
             for route in routes:
                 try:
@@ -377,6 +383,9 @@ class Dispatcher(Generic[K]):
                     args = (result, *args[1:])
         finally:
             _depth.reset(token)
+            if started:
+                with contextlib.suppress(Exception):
+                    self.observer.dispatched(key, time.perf_counter() - started, span)
         if pipe:
             return args[0] if args else None
         return results

@@ -50,6 +50,12 @@ def test_events_and_callback_errors_are_counted_exactly() -> None:
     }
     assert events[("llmproc", "response")] == 7
     assert ({"callback": "broken_response"}, 7.0) in metrics["spanhooks_callback_errors"]
+    counts = [
+        value
+        for labels, value in metrics["spanhooks_callback_duration_seconds"]
+        if labels.get("le") == "+Inf" and labels["event"] == "response"
+    ]
+    assert counts == [7.0]
 
 
 def test_setup_serves_metrics_on_localhost_with_spans_and_exporter_figures(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ class HealthMonitor:
         self.alert_debounce_seconds = alert_debounce_seconds
         self.history_retention_hours = history_retention_hours
         self.default_timeout = default_timeout
-        self._polling = PollingManager(name="health", on_result=self._record)
+        self._polling = PollingManager(name="health", on_result=self._record, metrics=False)
         self._alerts: Dispatcher[str] = Dispatcher(name="health.alerts")
         self._lock = threading.Lock()
         self._components: dict[str, _Component] = {}
@@ -297,6 +297,9 @@ class HealthMonitor:
             "Alerts raised by severity.",
             ["component", "severity"],
             alerts,
+        )
+        yield self._polling.durations.family(
+            "spanhooks_health_check_duration_seconds", "How long health checks took.", ["component"]
         )
 
 

@@ -106,6 +106,7 @@ class PollingManager:
         tracer_provider: TracerProvider | None = None,
         on_result: Callable[[str, Any, str], None] | None = None,
         name: str = "polling",
+        metrics: bool = True,
     ) -> None:
         self.name = name
         self._dispatcher: Dispatcher[str] = Dispatcher(name=name)
@@ -119,7 +120,8 @@ class PollingManager:
         self._tracer = trace.get_tracer("spanhooks.polling", tracer_provider=tracer_provider)
         self._on_result = on_result
         self.durations = BucketHistogram()
-        register_source(self)
+        if metrics:  # the health monitor reports its checks under its own names instead
+            register_source(self)
 
     # -- registration and control ------------------------------------------------------------
 
