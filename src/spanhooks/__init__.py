@@ -23,6 +23,7 @@ from spanhooks._context import (
 from spanhooks._dispatch import Dispatcher, DispatchMode, DispatchObserver, Priority
 from spanhooks._events import EventSet, EventSpec, Phase, end, point, start
 from spanhooks._jsonl import JsonlSpanExporter
+from spanhooks._jsonl_callback import JSONLCallback, register_jsonl_logger
 from spanhooks._manager import AbstractCallback, CallbackManager, EventRecord
 from spanhooks._processes import ProcessTarget
 from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
@@ -82,6 +83,7 @@ __all__ = [
     "EventSet",
     "EventSpec",
     "IsolatedSpanProcessor",
+    "JSONLCallback",
     "JsonlSpanExporter",
     "MeetingEventType",
     "Phase",
@@ -111,6 +113,7 @@ __all__ = [
     "propagate",
     "read_spans",
     "register",
+    "register_jsonl_logger",
     "setup",
     "shutdown",
     "start",

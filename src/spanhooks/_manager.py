@@ -866,6 +866,9 @@ def _event_methods(target: object) -> dict[str, Callable[..., Any]]:
         if _BASE_METHODS.get(attr) is raw:
             continue
         methods[attr] = getattr(target, attr)
+    for attr, value in getattr(target, "__dict__", {}).items():  # handlers set per instance
+        if not attr.startswith("_") and callable(value):
+            methods[attr] = value
     return methods
 
 
