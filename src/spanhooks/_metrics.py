@@ -18,7 +18,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -137,10 +137,7 @@ def counter(
     values: Iterable[tuple[Sequence[str], float]],
 ) -> CounterMetricFamily:
     """A counter family from ``(label values, count)`` pairs, with label cardinality capped."""
-    family = CounterMetricFamily(name, documentation, labels=list(labels))
-    for label_values, value in _capped(values):
-        family.add_metric(list(label_values), value)
-    return family
+    return _filled(CounterMetricFamily(name, documentation, labels=list(labels)), values)
 
 
 def gauge(
@@ -150,7 +147,13 @@ def gauge(
     values: Iterable[tuple[Sequence[str], float]],
 ) -> GaugeMetricFamily:
     """A gauge family from ``(label values, value)`` pairs, with label cardinality capped."""
-    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    return _filled(GaugeMetricFamily(name, documentation, labels=list(labels)), values)
+
+
+F = TypeVar("F", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _filled(family: F, values: Iterable[tuple[Sequence[str], float]]) -> F:
     for label_values, value in _capped(values):
         family.add_metric(list(label_values), value)
     return family

@@ -161,22 +161,36 @@ class ResourceManager:
         return done
 
     def _run(self, registration: Registration, meta: _Meta, reason: str = "explicit") -> bool:
-        key = meta.key
         errors, timeouts = registration.errors, registration.timeouts
-        with self._tracer.start_as_current_span(
+        with self._span(meta, reason) as span:
+            self._dispatcher.dispatch(self._dispatcher.routes(meta.key), meta.key, (), {}, span)
+            return self._outcome(registration, meta, errors, timeouts, span)
+
+    async def _run_async(self, registration: Registration, meta: _Meta) -> bool:
+        errors, timeouts = registration.errors, registration.timeouts
+        with self._span(meta, "explicit") as span:
+            routes = self._dispatcher.routes(meta.key)
+            await self._dispatcher.dispatch_async(routes, meta.key, (), {}, span)
+            return self._outcome(registration, meta, errors, timeouts, span)
+
+    def _span(self, meta: _Meta, reason: str) -> contextlib.AbstractContextManager[trace.Span]:
+        return self._tracer.start_as_current_span(
             f"cleanup {meta.resource_type.value}",
             attributes={
                 "spanhooks.cleanup.description": meta.description,
                 "spanhooks.cleanup.reason": reason,
             },
-        ) as span:
-            self._dispatcher.dispatch(self._dispatcher.routes(key), key, (), {}, span)
-            ok = registration.errors == errors and registration.timeouts == timeouts
-            if not ok:
-                span.set_status(Status(StatusCode.ERROR, "cleanup failed or timed out"))
-        outcome = (
-            "success" if ok else ("timeout" if registration.timeouts > timeouts else "failure")
         )
+
+    def _outcome(
+        self, registration: Registration, meta: _Meta, errors: int, timeouts: int, span: trace.Span
+    ) -> bool:
+        """Count how the cleanup just run went (its registration's counts moved or not)."""
+        timed_out = registration.timeouts > timeouts
+        ok = registration.errors == errors and not timed_out
+        if not ok:
+            span.set_status(Status(StatusCode.ERROR, "cleanup failed or timed out"))
+        outcome = "success" if ok else ("timeout" if timed_out else "failure")
         with self._lock:
             label = (meta.resource_type.value, outcome)
             self._outcomes[label] = self._outcomes.get(label, 0) + 1
@@ -216,13 +230,7 @@ class ResourceManager:
             with self._lock:
                 meta = self._meta.pop(cleanup_id, None)
             if registration is not None and meta is not None:
-                key = meta.key
-                errors = registration.errors
-                await self._dispatcher.dispatch_async(self._dispatcher.routes(key), key, (), {})
-                outcome = "success" if registration.errors == errors else "failure"
-                with self._lock:
-                    label = (meta.resource_type.value, outcome)
-                    self._outcomes[label] = self._outcomes.get(label, 0) + 1
+                await self._run_async(registration, meta)
                 self._dispatcher.remove(cleanup_id)
 
     def get_resource_stats(self) -> dict[str, Any]:
