@@ -17,10 +17,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from prometheus_client.core import Metric
 
 from spanhooks._metrics import BucketHistogram, count_value, counter, gauge, register_source
+from spanhooks._spans import event_set_of
 
 __all__ = ["AccountedExporter", "SpanMetricsProcessor"]
-
-EVENT_SET_ATTRIBUTE = "spanhooks.event_set"
 
 
 class SpanMetricsProcessor(SpanProcessor):
@@ -38,7 +37,7 @@ class SpanMetricsProcessor(SpanProcessor):
             return
         attributes = span.attributes or {}
         labels = (
-            str(attributes.get(EVENT_SET_ATTRIBUTE, "other")),
+            event_set_of(span) or "other",
             str(attributes.get("gen_ai.operation.name", "none")),
             span.status.status_code.name.lower(),
         )

@@ -32,7 +32,7 @@ _SENSITIVE = re.compile(
 _MAX_DEPTH = 8
 _MISSING = object()
 _PUT, _REDACT, _SKIP = 0, 1, 2
-_RESERVED_ATTRIBUTES = 4  # spanhooks.event_set, gen_ai.operation.name, error.type, abandoned
+_RESERVED_ATTRIBUTES = 3  # gen_ai.operation.name, error.type, spanhooks.abandoned
 
 
 def is_sensitive(key: str) -> bool:

@@ -31,21 +31,23 @@ from typing import IO, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from spanhooks._spans import event_set_of
+
 __all__ = ["DEFAULT_PATH", "FORMATS", "JsonlSpanExporter", "span_to_dict"]
 
 logger = logging.getLogger("spanhooks")
 
 DEFAULT_PATH = "spanhooks-traces.jsonl"
 FORMATS = ("spanhooks", "otlp")
-EVENT_SET_ATTRIBUTE = "spanhooks.event_set"
 
 
 class JsonlSpanExporter(SpanExporter):
     """Appends finished spans to a JSONL file; see the module docstring for the guarantees.
 
     ``event_sets`` keeps only spans of those spanhooks event sets (like LogiLLM's
-    ``include_module_events``); spans of other instrumentations are kept if
-    ``include_foreign``; ``predicate`` filters further.
+    ``include_module_events``; a span's set is its instrumentation scope, ``spanhooks.<set>``);
+    spans of other instrumentations are kept if ``include_foreign``; ``predicate`` filters
+    further.
     """
 
     def __init__(
@@ -122,7 +124,7 @@ class JsonlSpanExporter(SpanExporter):
 
     def _keep(self, span: ReadableSpan) -> bool:
         if self._event_sets is not None or not self._include_foreign:
-            event_set = (span.attributes or {}).get(EVENT_SET_ATTRIBUTE)
+            event_set = event_set_of(span)
             if event_set is None:
                 if not self._include_foreign:
                     return False

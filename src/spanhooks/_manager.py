@@ -35,7 +35,7 @@ from spanhooks._events import EventSet, EventSpec, Phase, unknown_event_message
 from spanhooks._log import rate_limited
 from spanhooks._metrics import BucketHistogram, count_value, counter, gauge, register_source
 from spanhooks._processors import SpanCallbacks
-from spanhooks._spans import Frame, OpenSpans, SpanMapper
+from spanhooks._spans import SCOPE_PREFIX, Frame, OpenSpans, SpanMapper
 from spanhooks._version import __version__
 from spanhooks.vocab import BUILTIN_EVENT_SETS
 
@@ -207,6 +207,8 @@ class CallbackManager:
         )
         self._provider = tracer_provider
         self._tracer: Tracer | None = None
+        self._tracers: dict[str, Tracer] = {}
+        self._active_provider: TracerProvider | None = None
         self._counts: dict[EventSpec, itertools.count[int]] | None = None
         self._latency: BucketHistogram | None = None
         policy = AttributePolicy(
@@ -687,12 +689,23 @@ class CallbackManager:
             if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
                 return None
         self._tracer = provider.get_tracer("spanhooks", __version__)
+        self._active_provider = provider
         return self._tracer
+
+    def _tracer_for(self, event_set: str) -> Tracer:
+        """The tracer whose instrumentation scope names ``event_set`` (``spanhooks.<set>``)."""
+        tracer = self._tracers.get(event_set)
+        if tracer is None:
+            assert self._active_provider is not None  # set with self._tracer, before any span
+            tracer = self._active_provider.get_tracer(f"{SCOPE_PREFIX}{event_set}", __version__)
+            self._tracers = {**self._tracers, event_set: tracer}
+        return tracer
 
     def use_tracer_provider(self, provider: TracerProvider | None) -> None:
         """Emit spans through ``provider`` (None: the global one) from now on."""
         self._provider = provider
         self._tracer = None
+        self._tracers = {}
 
     def _begin(
         self,
@@ -703,6 +716,7 @@ class CallbackManager:
         call_id: object,
     ) -> _Pending:
         bound = _bind(spec, args, kwargs)
+        tracer = self._tracers.get(spec.event_set) or self._tracer_for(spec.event_set)
         mapper = self._mapper
         pending = _Pending(spec, bound)
         phase = spec.phase

@@ -23,19 +23,21 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from spanhooks._attributes import AttributePolicy, AttributeValue
 from spanhooks._events import EventSpec, Phase
 from spanhooks._log import rate_limited
 
-__all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
+__all__ = ["Frame", "OpenSpans", "SpanMapper", "event_set_of", "live_context"]
 
 FRAME_KEY = otel_context.create_key("spanhooks-frame")
 # The key under which the API stores the current span, found once so that a frame's context is
 # built with one dict copy instead of two (set_span_in_context, then set_value).
 [_SPAN_KEY] = trace.set_span_in_context(trace.INVALID_SPAN, Context()).keys()
-EVENT_SET_ATTRIBUTE = "spanhooks.event_set"
+SCOPE_PREFIX = "spanhooks."
+"""An event set's spans come from the tracer ``spanhooks.<set>``: the scope names the set."""
 ABANDONED_ATTRIBUTE = "spanhooks.abandoned"
 
 
@@ -87,6 +89,13 @@ class Frame:
             and self.spec.event_set == spec.event_set
             and (spec.key is None or self.key_value == key_value)
         )
+
+
+def event_set_of(span: ReadableSpan) -> str | None:
+    """The spanhooks event set a finished span belongs to, or None for other instrumentations."""
+    scope = span.instrumentation_scope
+    name = scope.name if scope is not None else ""
+    return name[len(SCOPE_PREFIX) :] if name.startswith(SCOPE_PREFIX) else None
 
 
 def live_context() -> tuple[Context, Frame | None]:
@@ -215,7 +224,6 @@ class SpanMapper:
     def start(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Frame | None:
         parent_ctx, parent = live_context()
         attributes = self._attributes(spec, bound)
-        attributes[EVENT_SET_ATTRIBUTE] = spec.event_set
         if spec.operation:
             attributes["gen_ai.operation.name"] = spec.operation
         span = tracer.start_span(
@@ -278,7 +286,6 @@ class SpanMapper:
             mark_error(span, spec, bound)
             return span
         orphan = tracer.start_span(spec.name, context=ctx, kind=spec.kind)
-        orphan.set_attribute(EVENT_SET_ATTRIBUTE, spec.event_set)
         orphan.add_event(spec.name, attributes)
         mark_error(orphan, spec, bound)
         orphan.end()

@@ -20,10 +20,17 @@ def field(obj: object, *names: str) -> Any:
         return None
     # dict first: an isinstance check against the Mapping ABC alone is slow on the emit path
     if isinstance(obj, (dict, Mapping)):
-        found = (obj.get(name) for name in names)
-    else:
-        found = (getattr(obj, name, None) for name in names)
-    return next((value for value in found if value is not None), None)
+        get = obj.get
+        for name in names:
+            value = get(name)
+            if value is not None:
+                return value
+        return None
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def usage_attributes(usage: object) -> dict[str, Any]:
