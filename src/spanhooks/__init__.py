@@ -25,6 +25,7 @@ from spanhooks._events import EventSet, EventSpec, Phase, end, point, start
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._jsonl_callback import JSONLCallback, register_jsonl_logger
 from spanhooks._manager import AbstractCallback, CallbackManager, EventRecord
+from spanhooks._multiprocess import mark_process_dead
 from spanhooks._processes import ProcessTarget
 from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
 from spanhooks._reader import SpanNode, build_trees, format_trees, read_spans
@@ -107,6 +108,7 @@ __all__ = [
     "format_trees",
     "get_callback_manager",
     "is_enabled",
+    "mark_process_dead",
     "on",
     "on_span",
     "point",

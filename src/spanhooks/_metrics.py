@@ -27,6 +27,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -87,7 +88,8 @@ class SpanhooksCollector(Collector):
     """A prometheus_client collector that gathers every live source at scrape time.
 
     Families with the same name from several sources (two callback managers, say) are merged,
-    so each name appears once in the exposition. Safe to scrape from any thread.
+    and samples with the same labels added up, so each series appears once in the exposition.
+    Safe to scrape from any thread.
     """
 
     def collect(self) -> Iterator[Metric]:
@@ -99,10 +101,21 @@ class SpanhooksCollector(Collector):
                     merged[family.name] = family
                 elif existing.type == family.type:
                     existing.samples.extend(family.samples)
-        yield from merged.values()
+        for family in merged.values():
+            family.samples = _sum_duplicates(family.samples)
+            yield family
 
     def describe(self) -> Iterable[Metric]:
         return ()  # computed families: describing them would run a collection at register time
+
+
+def _sum_duplicates(samples: list[Sample]) -> list[Sample]:
+    totals: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
+    for sample in samples:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        found = totals.get(key)
+        totals[key] = sample if found is None else found._replace(value=found.value + sample.value)
+    return list(totals.values())
 
 
 def install_collector(registry: CollectorRegistry) -> SpanhooksCollector:

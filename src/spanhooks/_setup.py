@@ -36,6 +36,8 @@ from spanhooks._context import attach_parent_from_env
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
 from spanhooks._metrics import install_collector
+from spanhooks._multiprocess import MultiprocessMirror, multiprocess_dir
+from spanhooks._multiprocess import registry as multiprocess_registry
 from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
 from spanhooks._server import MetricsServer, start_metrics_server
 from spanhooks._signals import add_termination_hook
@@ -77,11 +79,15 @@ class Telemetry:
     registry: CollectorRegistry | None = None
     """Where spanhooks' metrics are collected (None unless metrics were asked for)."""
     metrics_server: MetricsServer | None = None
+    mirror: MultiprocessMirror | None = None
+    """Copies metrics to prometheus_client's multiprocess directory, when that mode is on."""
     exporters: list[AccountedExporter] = field(default_factory=list)
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every finished span now; True if every processor finished in time."""
+        if self.mirror is not None:
+            self.mirror.sync()
         ok = True
         for processor in self.processors:
             try:
@@ -103,6 +109,8 @@ class Telemetry:
         self.manager.close_open_spans("process exit")
         if self.metrics_server is not None:
             self.metrics_server.close()
+        if self.mirror is not None:
+            self.mirror.close()
         if self.owns_provider and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
             return
@@ -140,6 +148,8 @@ def setup(
     Metrics: ``metrics_port`` (or ``SPANHOOKS_METRICS_PORT``) serves ``/metrics`` and
     ``/health`` on ``metrics_addr`` (127.0.0.1 unless you say otherwise; 0 picks a free port);
     ``registry`` collects them into your own ``CollectorRegistry`` instead of a private one.
+    With ``PROMETHEUS_MULTIPROC_DIR`` set, every process mirrors its metrics into that directory
+    and ``metrics_port`` serves the sum over all workers.
     """
     global _active
     with _lock:
@@ -159,7 +169,13 @@ def setup(
         provider, owns = _provider(tracer_provider, service_name)
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
         port = metrics_port if metrics_port is not None else _env_port()
-        if port is not None or registry is not None:
+        if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
+            target.enable_metrics()
+            _add(telemetry, SpanMetricsProcessor())
+            telemetry.mirror = MultiprocessMirror()
+            if port is not None:
+                telemetry.registry = multiprocess_registry()
+        elif port is not None or registry is not None:
             telemetry.registry = registry if registry is not None else CollectorRegistry()
             install_collector(telemetry.registry)
             target.enable_metrics()

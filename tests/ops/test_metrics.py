@@ -101,3 +101,92 @@ def test_setup_serves_metrics_on_localhost_with_spans_and_exporter_figures(tmp_p
     assert durations[("llmproc", "execute_tool", "+Inf")] == 3
     dropped = {labels["exporter"]: value for labels, value in metrics["spanhooks_spans_dropped"]}
     assert dropped == {"jsonl": 0.0}
+
+
+def test_every_subsystem_reports_its_figures_on_a_real_scrape(tmp_path: Path) -> None:
+    from spanhooks.ops import (
+        CleanupPriority,
+        ErrorContext,
+        ErrorHandler,
+        ErrorSeverity,
+        EventRouter,
+        HealthMonitor,
+        PollingManager,
+        ResourceManager,
+        ResourceType,
+        SessionState,
+        SessionStatus,
+    )
+
+    registry = CollectorRegistry()
+    install_collector(registry)
+    errors = ErrorHandler()
+    only_here = ErrorContext.define("metrics_check")  # label values no other test uses
+    errors.handle_error(ValueError("x"), only_here, ErrorSeverity.HIGH)
+    errors.handle_error(ValueError("y"), only_here, ErrorSeverity.HIGH)
+    session = SessionState("metrics-session", manager=CallbackManager())
+    session.update_status(SessionStatus.ACTIVE)
+    router = EventRouter("metrics")
+    router.register_realtime_handler("metrics.ping", lambda data: None)
+    router.route("metrics.ping", 1)
+    router.route("metrics.pong", 2)
+    resources = ResourceManager(handle_exit=False)
+    resources.register_cleanup(lambda: None, ResourceType.PROCESS, CleanupPriority.LOW)
+    resources.cleanup_all()
+    polling = PollingManager(name="metrics-polling")
+    monitor = HealthMonitor(alert_debounce_seconds=0)
+    try:
+        polling.register_polling_task("metrics_probe", lambda: None, interval=60)
+        monitor.register_health_check(
+            "metrics_db", lambda: {"status": "unhealthy"}, interval=60, critical=True
+        )
+        deadline = time.monotonic() + 10
+        while not (
+            polling.get_task_status("metrics_probe")["runs"]
+            and monitor.get_health_status()["components"]["metrics_db"]["last_check"]
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        server = start_metrics_server(registry, port=0)
+        try:
+            metrics = scrape(server.url)
+        finally:
+            server.close()
+    finally:
+        polling.shutdown()
+        monitor.shutdown()
+
+    def value(family: str, **labels: str) -> float:
+        return sum(v for got, v in metrics[family] if labels.items() <= got.items())
+
+    assert value("spanhooks_errors", context="metrics_check", severity="high") == 2
+    assert value("spanhooks_sessions", status="active") >= 1
+    assert value("spanhooks_router_events", event_type="metrics.ping", outcome="handled") == 1
+    assert value("spanhooks_router_events", event_type="metrics.pong", outcome="unhandled") == 1
+    assert value("spanhooks_cleanups", resource_type="process", outcome="success") == 1
+    assert value("spanhooks_polling_runs", task="metrics_probe", outcome="success") == 1
+    assert value("spanhooks_health_status", component="metrics_db", status="unhealthy") == 1
+    assert value("spanhooks_health_overall", status="unhealthy") >= 1  # other live monitors add up
+    assert value("spanhooks_health_alerts", component="metrics_db", severity="critical") == 1
+    assert value("spanhooks_health_check_duration_seconds", component="metrics_db", le="+Inf") == 1
+
+
+def test_two_managers_never_expose_the_same_series_twice() -> None:
+    registry = CollectorRegistry()
+    install_collector(registry)
+    first, second = CallbackManager(), CallbackManager()
+    first.enable_metrics()
+    second.enable_metrics()
+    first.emit(CallbackEvent.RESPONSE, "a")
+    second.emit(CallbackEvent.RESPONSE, "b")
+    second.emit(CallbackEvent.RESPONSE, "c")
+    server = start_metrics_server(registry, port=0)
+    try:
+        metrics = scrape(server.url)
+    finally:
+        server.close()
+    responses = [
+        value for labels, value in metrics["spanhooks_events"] if labels["event"] == "response"
+    ]
+    assert len(responses) == 1
+    assert responses[0] >= 3  # both managers (and any other live one), added up
