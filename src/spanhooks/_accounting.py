@@ -16,7 +16,18 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client.core import Metric
 
-from spanhooks._metrics import BucketHistogram, count_value, counter, gauge, register_source
+from spanhooks._metrics import (
+    SPAN_DURATION_SECONDS,
+    SPAN_EXPORT_FAILURES,
+    SPANS_DROPPED,
+    SPANS_EXPORTED,
+    SPANS_QUEUED,
+    BucketHistogram,
+    count_value,
+    counter,
+    gauge,
+    register_source,
+)
 from spanhooks._spans import event_set_of
 
 __all__ = ["AccountedExporter", "SpanMetricsProcessor"]
@@ -53,11 +64,7 @@ class SpanMetricsProcessor(SpanProcessor):
         return True
 
     def metric_families(self) -> Iterable[Metric]:
-        yield self.durations.family(
-            "spanhooks_span_duration_seconds",
-            "Span durations by event set, GenAI operation and status.",
-            ["event_set", "operation", "status"],
-        )
+        yield self.durations.family(SPAN_DURATION_SECONDS)
 
 
 class AccountedExporter(SpanExporter):
@@ -113,27 +120,19 @@ class AccountedExporter(SpanExporter):
         counts = self.counts()
         label = [self.name]
         yield counter(
-            "spanhooks_spans_exported",
-            "Spans exported.",
-            ["exporter"],
+            SPANS_EXPORTED,
             [(label, counts["exported"])],
         )
         yield counter(
-            "spanhooks_span_export_failures",
-            "Spans in batches whose export failed.",
-            ["exporter"],
+            SPAN_EXPORT_FAILURES,
             [(label, counts["failed"])],
         )
         yield counter(
-            "spanhooks_spans_dropped",
-            "Spans dropped before export (queue full or shut down).",
-            ["exporter"],
+            SPANS_DROPPED,
             [(label, counts["dropped"])],
         )
         yield gauge(
-            "spanhooks_spans_queued",
-            "Spans waiting for export.",
-            ["exporter"],
+            SPANS_QUEUED,
             [(label, counts["queued"])],
         )
 

@@ -33,7 +33,20 @@ from spanhooks._context import CallContext
 from spanhooks._dispatch import Dispatcher, DispatchObserver, Priority, Route
 from spanhooks._events import EventSet, EventSpec, Phase, unknown_event_message
 from spanhooks._log import rate_limited
-from spanhooks._metrics import BucketHistogram, count_value, counter, gauge, register_source
+from spanhooks._metrics import (
+    CALLBACK_DURATION_SECONDS,
+    CALLBACK_ERRORS,
+    CALLBACK_TIMEOUTS,
+    EVENTS,
+    OPEN_SPANS,
+    SPANS_ABANDONED,
+    UNMATCHED_ENDS,
+    BucketHistogram,
+    count_value,
+    counter,
+    gauge,
+    register_source,
+)
 from spanhooks._processors import SpanCallbacks
 from spanhooks._spans import SCOPE_PREFIX, Frame, OpenSpans, SpanMapper
 from spanhooks._version import __version__
@@ -511,47 +524,31 @@ class CallbackManager:
         """Events by name, callback errors and timeouts, open and abandoned spans."""
         counts = self._counts or {}
         yield counter(
-            "spanhooks_events",
-            "Events emitted, by event set and name.",
-            ["event_set", "event"],
+            EVENTS,
             [((spec.event_set, spec.name), float(count_value(c))) for spec, c in counts.items()],
         )
         registrations = [*self._dispatcher.registrations(), *self.spans.dispatcher.registrations()]
         yield counter(
-            "spanhooks_callback_errors",
-            "Exceptions raised by callbacks (isolated, not propagated).",
-            ["callback"],
+            CALLBACK_ERRORS,
             [((reg.name,), float(reg.errors)) for reg in registrations],
         )
         yield counter(
-            "spanhooks_callback_timeouts",
-            "Callbacks abandoned after their timeout.",
-            ["callback"],
+            CALLBACK_TIMEOUTS,
             [((reg.name,), float(reg.timeouts)) for reg in registrations],
         )
         if self._latency is not None:
-            yield self._latency.family(
-                "spanhooks_callback_duration_seconds",
-                "Time spent in one event's callbacks, by event set and event.",
-                ["event_set", "event"],
-            )
+            yield self._latency.family(CALLBACK_DURATION_SECONDS)
         stats = self.stats()
         yield gauge(
-            "spanhooks_open_spans",
-            "Spans started and not yet ended.",
-            [],
+            OPEN_SPANS,
             [((), stats["open_spans"])],
         )
         yield counter(
-            "spanhooks_spans_abandoned",
-            "Spans closed because they were never ended.",
-            [],
+            SPANS_ABANDONED,
             [((), stats["abandoned_spans"])],
         )
         yield counter(
-            "spanhooks_unmatched_ends",
-            "End events with no open start.",
-            [],
+            UNMATCHED_ENDS,
             [((), stats["unmatched_ends"])],
         )
 

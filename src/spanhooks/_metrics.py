@@ -1,4 +1,7 @@
-"""Prometheus metrics, computed when scraped from the state spanhooks already keeps.
+"""Prometheus metrics: every family's definition, and collection when scraped.
+
+The definitions at the end of this module are the complete list of what spanhooks exposes;
+the subsystems fill them with values from the state they keep anyway.
 
 Nothing is created at import: :class:`SpanhooksCollector` is registered on a registry you pass
 (or a private one) by ``setup(metrics_port=...)`` or :func:`enable_metrics`. At scrape time it
@@ -18,7 +21,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -27,7 +30,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
-from prometheus_client.samples import Sample
+from prometheus_client.samples import Exemplar, Sample
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -60,6 +63,15 @@ LATENCY_BUCKETS = (
 
 MAX_LABEL_VALUES = 1000
 """Distinct values one label may take in one family before the rest are counted as ``other``."""
+
+
+class MetricDef(NamedTuple):
+    """One metric family: its name (without ``_total``), type, help text and label names."""
+
+    name: str
+    kind: str
+    documentation: str
+    labels: tuple[str, ...]
 
 
 @runtime_checkable
@@ -144,23 +156,23 @@ def count_value(count: itertools.count[int]) -> int:
 
 
 def counter(
-    name: str,
-    documentation: str,
-    labels: Sequence[str],
-    values: Iterable[tuple[Sequence[str], float]],
+    definition: MetricDef, values: Iterable[tuple[Sequence[str], float]]
 ) -> CounterMetricFamily:
     """A counter family from ``(label values, count)`` pairs, with label cardinality capped."""
-    return _filled(CounterMetricFamily(name, documentation, labels=list(labels)), values)
+    family = CounterMetricFamily(
+        definition.name, definition.documentation, labels=list(definition.labels)
+    )
+    return _filled(family, values)
 
 
 def gauge(
-    name: str,
-    documentation: str,
-    labels: Sequence[str],
-    values: Iterable[tuple[Sequence[str], float]],
+    definition: MetricDef, values: Iterable[tuple[Sequence[str], float]]
 ) -> GaugeMetricFamily:
     """A gauge family from ``(label values, value)`` pairs, with label cardinality capped."""
-    return _filled(GaugeMetricFamily(name, documentation, labels=list(labels)), values)
+    family = GaugeMetricFamily(
+        definition.name, definition.documentation, labels=list(definition.labels)
+    )
+    return _filled(family, values)
 
 
 F = TypeVar("F", CounterMetricFamily, GaugeMetricFamily)
@@ -212,12 +224,11 @@ class BucketHistogram:
             if trace_id is not None:
                 self._exemplars.setdefault(labels, {})[index] = (trace_id, seconds)
 
-    def family(
-        self, name: str, documentation: str, label_names: Sequence[str]
-    ) -> HistogramMetricFamily:
-        from prometheus_client.samples import Exemplar
-
-        family = HistogramMetricFamily(name, documentation, labels=list(label_names))
+    def family(self, definition: MetricDef) -> HistogramMetricFamily:
+        """The histogram as a Prometheus family, with the latest exemplar per bucket."""
+        family = HistogramMetricFamily(
+            definition.name, definition.documentation, labels=list(definition.labels)
+        )
         with self._lock:
             snapshot = {k: list(v) for k, v in self._series.items()}
             exemplars = {k: dict(v) for k, v in self._exemplars.items()}
@@ -237,3 +248,109 @@ class BucketHistogram:
 
 def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
+
+
+# -- every family spanhooks exposes, in one place (dashboards and alert rules use these) -----
+
+CALLBACK_DURATION_SECONDS = MetricDef(
+    "spanhooks_callback_duration_seconds",
+    "histogram",
+    "Time spent in one event's callbacks, by event set and event.",
+    ("event_set", "event"),
+)
+CALLBACK_ERRORS = MetricDef(
+    "spanhooks_callback_errors",
+    "counter",
+    "Exceptions raised by callbacks (isolated, not propagated).",
+    ("callback",),
+)
+CALLBACK_TIMEOUTS = MetricDef(
+    "spanhooks_callback_timeouts",
+    "counter",
+    "Callbacks abandoned after their timeout.",
+    ("callback",),
+)
+CLEANUPS = MetricDef(
+    "spanhooks_cleanups", "counter", "Cleanups run, by outcome.", ("resource_type", "outcome")
+)
+CLEANUPS_PENDING = MetricDef(
+    "spanhooks_cleanups_pending", "gauge", "Registered cleanups not yet run.", ("resource_type",)
+)
+ERRORS = MetricDef(
+    "spanhooks_errors",
+    "counter",
+    "Errors handled, by context and severity.",
+    ("context", "severity"),
+)
+EVENTS = MetricDef(
+    "spanhooks_events", "counter", "Events emitted, by event set and name.", ("event_set", "event")
+)
+HEALTH_ALERTS = MetricDef(
+    "spanhooks_health_alerts", "counter", "Alerts raised by severity.", ("component", "severity")
+)
+HEALTH_CHECK_CRITICAL = MetricDef(
+    "spanhooks_health_check_critical", "gauge", "1 if the component is critical.", ("component",)
+)
+HEALTH_CHECK_DURATION_SECONDS = MetricDef(
+    "spanhooks_health_check_duration_seconds",
+    "histogram",
+    "How long health checks took.",
+    ("component",),
+)
+HEALTH_CHECKS = MetricDef(
+    "spanhooks_health_checks", "counter", "Health check results by status.", ("component", "status")
+)
+HEALTH_OVERALL = MetricDef(
+    "spanhooks_health_overall", "gauge", "1 for the overall status.", ("status",)
+)
+HEALTH_STATUS = MetricDef(
+    "spanhooks_health_status",
+    "gauge",
+    "1 for each component's current status (healthy, degraded, unhealthy, unknown).",
+    ("component", "status"),
+)
+OPEN_SPANS = MetricDef("spanhooks_open_spans", "gauge", "Spans started and not yet ended.", ())
+POLLING_RUN_DURATION_SECONDS = MetricDef(
+    "spanhooks_polling_run_duration_seconds", "histogram", "How long polling runs took.", ("task",)
+)
+POLLING_RUNS = MetricDef(
+    "spanhooks_polling_runs", "counter", "Polling task runs by outcome.", ("task", "outcome")
+)
+POLLING_TASK_STATE = MetricDef(
+    "spanhooks_polling_task_state", "gauge", "1 for each task's current state.", ("task", "state")
+)
+ROUTER_EVENTS = MetricDef(
+    "spanhooks_router_events",
+    "counter",
+    "Routed events by type and outcome.",
+    ("event_type", "outcome"),
+)
+SESSIONS = MetricDef("spanhooks_sessions", "gauge", "Live sessions by status.", ("status",))
+SPAN_DURATION_SECONDS = MetricDef(
+    "spanhooks_span_duration_seconds",
+    "histogram",
+    "Span durations by event set, GenAI operation and status.",
+    ("event_set", "operation", "status"),
+)
+SPAN_EXPORT_FAILURES = MetricDef(
+    "spanhooks_span_export_failures",
+    "counter",
+    "Spans in batches whose export failed.",
+    ("exporter",),
+)
+SPANS_ABANDONED = MetricDef(
+    "spanhooks_spans_abandoned", "counter", "Spans closed because they were never ended.", ()
+)
+SPANS_DROPPED = MetricDef(
+    "spanhooks_spans_dropped",
+    "counter",
+    "Spans dropped before export (queue full or shut down).",
+    ("exporter",),
+)
+SPANS_EXPORTED = MetricDef("spanhooks_spans_exported", "counter", "Spans exported.", ("exporter",))
+SPANS_QUEUED = MetricDef(
+    "spanhooks_spans_queued", "gauge", "Spans waiting for export.", ("exporter",)
+)
+UNMATCHED_ENDS = MetricDef(
+    "spanhooks_unmatched_ends", "counter", "End events with no open start.", ()
+)

@@ -28,7 +28,7 @@ from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher
 from spanhooks._lazy import ProcessWide
-from spanhooks._metrics import counter, register_source
+from spanhooks._metrics import ERRORS, counter, register_source
 
 __all__ = [
     "ErrorContext",
@@ -292,9 +292,7 @@ class ErrorHandler:
         with self._lock:
             pairs = [(key, float(n)) for key, n in self._stats.pairs.items()]
         yield counter(
-            "spanhooks_errors",
-            "Errors handled, by context and severity.",
-            ["context", "severity"],
+            ERRORS,
             pairs,
         )
 

@@ -26,7 +26,17 @@ from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher
 from spanhooks._lazy import ProcessWide
-from spanhooks._metrics import counter, gauge, register_source
+from spanhooks._metrics import (
+    HEALTH_ALERTS,
+    HEALTH_CHECK_CRITICAL,
+    HEALTH_CHECK_DURATION_SECONDS,
+    HEALTH_CHECKS,
+    HEALTH_OVERALL,
+    HEALTH_STATUS,
+    counter,
+    gauge,
+    register_source,
+)
 from spanhooks.ops.polling import PollingManager
 
 __all__ = [
@@ -269,38 +279,26 @@ class HealthMonitor:
             alerts = [(key, float(v)) for key, v in self._alert_counts.items()]
             critical = [((c.name,), float(c.critical)) for c in self._components.values()]
         yield gauge(
-            "spanhooks_health_status",
-            "1 for each component's current status (healthy, degraded, unhealthy, unknown).",
-            ["component", "status"],
+            HEALTH_STATUS,
             states,
         )
         yield gauge(
-            "spanhooks_health_overall",
-            "1 for the overall status.",
-            ["status"],
+            HEALTH_OVERALL,
             [((s.value,), float(s is overall)) for s in HealthStatus],
         )
         yield gauge(
-            "spanhooks_health_check_critical",
-            "1 if the component is critical.",
-            ["component"],
+            HEALTH_CHECK_CRITICAL,
             critical,
         )
         yield counter(
-            "spanhooks_health_checks",
-            "Health check results by status.",
-            ["component", "status"],
+            HEALTH_CHECKS,
             checks,
         )
         yield counter(
-            "spanhooks_health_alerts",
-            "Alerts raised by severity.",
-            ["component", "severity"],
+            HEALTH_ALERTS,
             alerts,
         )
-        yield self._polling.durations.family(
-            "spanhooks_health_check_duration_seconds", "How long health checks took.", ["component"]
-        )
+        yield self._polling.durations.family(HEALTH_CHECK_DURATION_SECONDS)
 
 
 def _interpret(result: Any, outcome: str) -> tuple[HealthStatus, str, Mapping[str, Any]]:

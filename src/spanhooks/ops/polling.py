@@ -29,7 +29,15 @@ from prometheus_client.core import Metric
 from spanhooks._dispatch import Dispatcher, DispatchMode, Registration, Route
 from spanhooks._lazy import ProcessWide
 from spanhooks._log import rate_limited
-from spanhooks._metrics import BucketHistogram, counter, gauge, register_source
+from spanhooks._metrics import (
+    POLLING_RUN_DURATION_SECONDS,
+    POLLING_RUNS,
+    POLLING_TASK_STATE,
+    BucketHistogram,
+    counter,
+    gauge,
+    register_source,
+)
 
 __all__ = ["PollingManager", "TaskState", "get_polling_manager", "register_polling_task"]
 
@@ -345,18 +353,12 @@ class PollingManager:
             tasks = list(self._tasks.values())
             runs = [((t.name, o.value), float(n)) for t in tasks for o, n in t.outcomes.items()]
             states = [((t.name, s.value), float(t.state is s)) for t in tasks for s in TaskState]
-        yield counter(
-            "spanhooks_polling_runs", "Polling task runs by outcome.", ["task", "outcome"], runs
-        )
+        yield counter(POLLING_RUNS, runs)
         yield gauge(
-            "spanhooks_polling_task_state",
-            "1 for each task's current state.",
-            ["task", "state"],
+            POLLING_TASK_STATE,
             states,
         )
-        yield self.durations.family(
-            "spanhooks_polling_run_duration_seconds", "How long polling runs took.", ["task"]
-        )
+        yield self.durations.family(POLLING_RUN_DURATION_SECONDS)
 
 
 _default = ProcessWide(PollingManager)

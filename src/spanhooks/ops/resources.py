@@ -29,7 +29,7 @@ from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher, Registration
 from spanhooks._lazy import ProcessWide
-from spanhooks._metrics import counter, gauge, register_source
+from spanhooks._metrics import CLEANUPS, CLEANUPS_PENDING, counter, gauge, register_source
 from spanhooks._signals import add_termination_hook
 
 __all__ = [
@@ -256,15 +256,11 @@ class ResourceManager:
             for meta in self._meta.values():
                 pending[meta.resource_type.value] = pending.get(meta.resource_type.value, 0) + 1
         yield counter(
-            "spanhooks_cleanups",
-            "Cleanups run, by outcome.",
-            ["resource_type", "outcome"],
+            CLEANUPS,
             outcomes,
         )
         yield gauge(
-            "spanhooks_cleanups_pending",
-            "Registered cleanups not yet run.",
-            ["resource_type"],
+            CLEANUPS_PENDING,
             [((k,), float(v)) for k, v in pending.items()],
         )
 

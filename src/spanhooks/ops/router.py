@@ -19,7 +19,7 @@ from opentelemetry import trace
 from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher, DispatchMode
-from spanhooks._metrics import counter, register_source
+from spanhooks._metrics import ROUTER_EVENTS, counter, register_source
 
 __all__ = ["EventRouter"]
 
@@ -136,8 +136,6 @@ class EventRouter:
         with self._lock:
             outcomes = [(key, float(n)) for key, n in self._outcomes.items()]
         yield counter(
-            "spanhooks_router_events",
-            "Routed events by type and outcome.",
-            ["event_type", "outcome"],
+            ROUTER_EVENTS,
             outcomes,
         )

@@ -28,7 +28,7 @@ from prometheus_client.core import Metric
 
 from spanhooks._dispatch import Dispatcher
 from spanhooks._manager import CallbackManager
-from spanhooks._metrics import gauge, register_source
+from spanhooks._metrics import SESSIONS, gauge, register_source
 
 __all__ = ["SessionState", "SessionStatus", "SessionTransition", "sessions_by_status"]
 
@@ -206,9 +206,7 @@ def sessions_by_status() -> dict[str, int]:
 class _Sessions:
     def metric_families(self) -> Iterable[Metric]:
         yield gauge(
-            "spanhooks_sessions",
-            "Live sessions by status.",
-            ["status"],
+            SESSIONS,
             [((status,), float(n)) for status, n in sessions_by_status().items()],
         )
 
