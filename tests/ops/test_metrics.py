@@ -190,3 +190,15 @@ def test_two_managers_never_expose_the_same_series_twice() -> None:
     ]
     assert len(responses) == 1
     assert responses[0] >= 3  # both managers (and any other live one), added up
+
+
+def test_every_exposed_family_is_defined_in_the_metrics_module() -> None:
+    from spanhooks import _metrics
+
+    defined = {
+        value.name for value in vars(_metrics).values() if isinstance(value, _metrics.MetricDef)
+    }
+    exposed = {family.name for family in _metrics.SpanhooksCollector().collect()}
+    assert exposed <= defined
+    assert all(name.startswith("spanhooks_") for name in defined)
+    assert not any(name.endswith("_total") for name in defined)  # the suffix is added on exposition
