@@ -309,6 +309,12 @@ HEALTH_STATUS = MetricDef(
     "1 for each component's current status (healthy, degraded, unhealthy, unknown).",
     ("component", "status"),
 )
+MESSAGES_HANDLED = MetricDef(
+    "spanhooks_messages_handled",
+    "counter",
+    "Messages given to global handlers, by handler context and outcome.",
+    ("context", "outcome"),
+)
 OPEN_SPANS = MetricDef("spanhooks_open_spans", "gauge", "Spans started and not yet ended.", ())
 POLLING_RUN_DURATION_SECONDS = MetricDef(
     "spanhooks_polling_run_duration_seconds", "histogram", "How long polling runs took.", ("task",)

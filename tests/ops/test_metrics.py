@@ -133,6 +133,23 @@ def test_every_subsystem_reports_its_figures_on_a_real_scrape(tmp_path: Path) ->
     resources = ResourceManager(handle_exit=False)
     resources.register_cleanup(lambda: None, ResourceType.PROCESS, CleanupPriority.LOW)
     resources.cleanup_all()
+    from spanhooks.ops import (
+        HandlerContext,
+        MeetingEventHandler,
+        MessageContext,
+        clear_handlers,
+        invoke_handler_sync,
+        register_message_notification_handler,
+    )
+    from spanhooks.vocab.meeting import MeetingEvent, MeetingEventType
+
+    clear_handlers()
+    register_message_notification_handler(lambda message, ctx: "notified")
+    notify = MessageContext("a", "b", "org", HandlerContext.MESSAGE_NOTIFICATION)
+    invoke_handler_sync(HandlerContext.MESSAGE_NOTIFICATION, {"text": "hi"}, notify)
+    clear_handlers()
+    meetings = MeetingEventHandler()
+    meetings.emit_sync(MeetingEvent(MeetingEventType.PARTICIPANT_JOINED, 1, None))
     polling = PollingManager(name="metrics-polling")
     monitor = HealthMonitor(alert_debounce_seconds=0)
     try:
@@ -169,6 +186,11 @@ def test_every_subsystem_reports_its_figures_on_a_real_scrape(tmp_path: Path) ->
     assert value("spanhooks_health_overall", status="unhealthy") >= 1  # other live monitors add up
     assert value("spanhooks_health_alerts", component="metrics_db", severity="critical") == 1
     assert value("spanhooks_health_check_duration_seconds", component="metrics_db", le="+Inf") == 1
+    assert (
+        value("spanhooks_messages_handled", context="message_notification", outcome="handled") >= 1
+    )
+    assert value("spanhooks_events", event_set="meeting", event="participant_joined") >= 1
+    assert meetings is not None
 
 
 def test_two_managers_never_expose_the_same_series_twice() -> None:

@@ -13,16 +13,18 @@ that invokes them, through the dispatch core (isolated, timed, sync or async).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, TracerProvider
+from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher, DispatchMode
+from spanhooks._dispatch import Dispatcher, DispatchMode, Route
 from spanhooks._manager import CallbackManager
+from spanhooks._metrics import MESSAGES_HANDLED, counter, register_source
 from spanhooks.vocab.meeting import MEETING, MeetingEvent, MeetingEventType
 
 __all__ = [
@@ -67,6 +69,28 @@ _handlers: Dispatcher[HandlerContext] = Dispatcher(name="messaging")
 _current: dict[HandlerContext, int] = {}
 _lock = threading.Lock()
 _tracer = trace.get_tracer("spanhooks.messaging")
+_outcomes: dict[tuple[str, str], int] = {}
+
+
+def _count(context: HandlerContext, routes: tuple[Route, ...], errors_before: int) -> None:
+    if not routes:
+        outcome = "unhandled"
+    else:
+        outcome = "failed" if routes[0].registration.errors > errors_before else "handled"
+    with _lock:
+        key = (context.value, outcome)
+        _outcomes[key] = _outcomes.get(key, 0) + 1
+
+
+class _Messages:
+    def metric_families(self) -> Iterable[Metric]:
+        with _lock:
+            outcomes = [(key, float(n)) for key, n in _outcomes.items()]
+        yield counter(MESSAGES_HANDLED, outcomes)
+
+
+_SOURCE = _Messages()
+register_source(_SOURCE)
 
 
 def _register(context: HandlerContext) -> Callable[[F], F]:
@@ -120,17 +144,15 @@ async def invoke_handler(
     context: HandlerContext, message: Any, message_context: MessageContext
 ) -> Any:
     """Run the handler for ``context``; its result, or None without a handler or on error."""
+    routes = _handlers.routes(context)
+    errors = routes[0].registration.errors if routes else 0
     with _tracer.start_as_current_span(
         f"handle_message {context.value}", attributes=_span_attributes(message_context)
     ) as span:
         results = await _handlers.dispatch_async(
-            _handlers.routes(context),
-            context,
-            (message, message_context),
-            {},
-            span,
-            DispatchMode.COLLECT,
+            routes, context, (message, message_context), {}, span, DispatchMode.COLLECT
         )
+    _count(context, routes, errors)
     return results[0] if results else None
 
 
@@ -138,17 +160,15 @@ def invoke_handler_sync(
     context: HandlerContext, message: Any, message_context: MessageContext
 ) -> Any:
     """:func:`invoke_handler` from synchronous code (an async handler runs to completion)."""
+    routes = _handlers.routes(context)
+    errors = routes[0].registration.errors if routes else 0
     with _tracer.start_as_current_span(
         f"handle_message {context.value}", attributes=_span_attributes(message_context)
     ) as span:
         results = _handlers.dispatch(
-            _handlers.routes(context),
-            context,
-            (message, message_context),
-            {},
-            span,
-            DispatchMode.COLLECT,
+            routes, context, (message, message_context), {}, span, DispatchMode.COLLECT
         )
+    _count(context, routes, errors)
     return results[0] if results else None
 
 
@@ -166,6 +186,7 @@ class MeetingEventHandler:
         self.manager = CallbackManager(
             [MEETING], tracer_provider=tracer_provider, default_timeout=timeout
         )
+        self.manager.enable_metrics()  # meeting events count in spanhooks_events{event_set=meeting}
         self._tracer = trace.get_tracer("spanhooks.messaging", tracer_provider=tracer_provider)
         self._ids: dict[tuple[MeetingEventType, Callable[..., Any]], int] = {}
         self._meetings: dict[Any, Span] = {}
