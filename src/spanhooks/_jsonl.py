@@ -4,50 +4,80 @@ Plug it into the SDK's own processors (``BatchSpanProcessor(JsonlSpanExporter(pa
 does no batching of its own. Two formats:
 
 - ``spanhooks``: one object per span (hex ids, parent, name, kind, times in ns and ISO-8601,
-  duration, status, attributes, events, links, resource, scope);
+  duration, status, attributes, events, links, resource, scope, dropped counts), the
+  :class:`~spanhooks._reader.SpanRecord` schema;
 - ``otlp``: one OTLP/JSON ``ExportTraceServiceRequest`` per export call, as the OpenTelemetry
   Collector's ``otlpjsonfile`` receiver reads it, so a file can be replayed into any backend.
 
-Threading: one lock per exporter; each export is one ``write()`` and one ``flush()``. After a
-fork the child opens its own handle. A torn last line left by a killed process is cut off
-before the next append, so it cannot swallow the next record.
+The file is only ever appended to. Each export is a single unbuffered ``write()`` under the
+exporter's lock, so the file is current after every batch and a crash can tear only its last
+line; a torn last line left by a killed process is cut off before the next append, so it cannot
+swallow the next record. A forked child gets its own lock and handle; processes sharing a file
+coordinate through an advisory lock (``flock``) so a repair never cuts another's write short.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import json
 import logging
 import math
 import os
+import stat
+import sys
 import threading
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
+from io import FileIO
 from pathlib import Path
 from typing import IO, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from spanhooks._log import rate_limited
+from spanhooks._reader import (
+    DroppedCounts,
+    EventRecord,
+    LinkRecord,
+    ScopeRecord,
+    SpanRecord,
+    SpanStatus,
+    iso_time,
+)
 from spanhooks._spans import event_set_of
 
-__all__ = ["DEFAULT_PATH", "FORMATS", "JsonlSpanExporter", "span_to_dict"]
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = [
+    "DEFAULT_PATH",
+    "EVENT_SET_ATTRIBUTE",
+    "FORMATS",
+    "JsonlSpanExporter",
+    "dumps",
+    "json_safe",
+    "otlp_request",
+    "span_to_dict",
+]
 
 logger = logging.getLogger("spanhooks")
 
 DEFAULT_PATH = "spanhooks-traces.jsonl"
 FORMATS = ("spanhooks", "otlp")
+EVENT_SET_ATTRIBUTE = "spanhooks.event_set"
+"""An attribute naming a span's event set, for spans whose tracer is not ``spanhooks.<set>``."""
 
 
 class JsonlSpanExporter(SpanExporter):
-    """Appends finished spans to a JSONL file; see the module docstring for the guarantees.
+    """Appends finished spans to a JSONL file, one line per span (or per batch for ``otlp``).
 
-    ``event_sets`` keeps only spans of those spanhooks event sets (like LogiLLM's
-    ``include_module_events``; a span's set is its instrumentation scope, ``spanhooks.<set>``);
-    spans of other instrumentations are kept if ``include_foreign``; ``predicate`` filters
-    further.
+    ``event_sets`` keeps only the spans of those spanhooks event sets (like LogiLLM's
+    ``include_module_events``); spans of other instrumentations are kept if
+    ``include_foreign``; ``predicate``, if given, must also accept a span for it to be written.
+    Thread-safe (one lock per exporter) and fork-safe: a forked child opens its own handle.
+    Several processes may append to the same file.
     """
 
     def __init__(
@@ -60,9 +90,12 @@ class JsonlSpanExporter(SpanExporter):
         predicate: Callable[[ReadableSpan], bool] | None = None,
     ) -> None:
         if format not in FORMATS:
-            raise ValueError(f"unknown JSONL format {format!r}; expected one of {FORMATS}")
-        if predicate is not None and not callable(predicate):
-            raise TypeError(f"predicate must be callable, got {predicate!r}")
+            allowed = " or ".join(map(repr, FORMATS))
+            raise ValueError(f"unknown JSONL format {format!r}: expected {allowed}")
+        if isinstance(event_sets, str):
+            raise TypeError(
+                f"event_sets must be a collection of names, not the string {event_sets!r}"
+            )
         self.path = Path(
             path if path is not None else os.environ.get("SPANHOOKS_JSONL_PATH") or DEFAULT_PATH
         )
@@ -71,232 +104,340 @@ class JsonlSpanExporter(SpanExporter):
         self._include_foreign = include_foreign
         self._predicate = predicate
         self._lock = threading.Lock()
-        self._file: IO[bytes] | None = None
-        self._pid = os.getpid()
+        self._file: FileIO | None = None
         self._shutdown = False
-        self.written = 0
         if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
+            after_fork = weakref.WeakMethod(self._after_fork)
 
-            def reinit_in_child() -> None:
-                exporter = ref()
-                if exporter is not None:
-                    exporter._after_fork()
+            def after_in_child() -> None:
+                if method := after_fork():
+                    method()
 
-            os.register_at_fork(after_in_child=reinit_in_child)
+            os.register_at_fork(after_in_child=after_in_child)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Append the spans the filters keep, in one write.
+
+        Never raises: an I/O error is logged (rate-limited) and, like any export after
+        :meth:`shutdown`, returns ``FAILURE``.
+        """
         if self._shutdown:
             return SpanExportResult.FAILURE
         kept = [span for span in spans if self._keep(span)]
-        if not kept:
-            return SpanExportResult.SUCCESS
         try:
-            payload = self._encode(kept)
-        except Exception:  # encoding is defensive; this is a last resort
-            logger.exception("could not encode %d spans for %s", len(kept), self.path)
+            payload = self._encode(kept) if kept else b""
+        except Exception as exc:  # the encoders are defensive; an exporter must still not raise
+            self._log_failure("encoding", len(kept), exc)
             return SpanExportResult.FAILURE
         with self._lock:
-            try:
-                handle = self._handle()
-                handle.write(payload)
-                handle.flush()
-            except OSError as exc:
-                logger.error("writing spans to %s failed: %s", self.path, exc)
-                self._close_handle()
+            if self._shutdown:
                 return SpanExportResult.FAILURE
-            self.written += len(kept)
+            if not payload:
+                return SpanExportResult.SUCCESS
+            try:
+                self._append(payload)
+            except OSError as exc:
+                self._close()
+                self._log_failure("writing", len(kept), exc)
+                return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        with self._lock:
-            if self._file is not None:
-                try:
-                    self._file.flush()
-                except OSError:
-                    return False
+        """Always True: nothing is buffered, every export is written before it returns."""
         return True
 
     def shutdown(self) -> None:
+        """Close the file; later exports fail. Safe to call more than once."""
         with self._lock:
             self._shutdown = True
-            self._close_handle()
+            self._close()
 
     def _keep(self, span: ReadableSpan) -> bool:
-        if self._event_sets is not None or not self._include_foreign:
-            event_set = event_set_of(span)
-            if event_set is None:
-                if not self._include_foreign:
-                    return False
-            elif self._event_sets is not None and event_set not in self._event_sets:
-                return False
-        if self._predicate is not None:
-            try:
-                return bool(self._predicate(span))
-            except Exception:
-                logger.exception("JSONL predicate failed; keeping the span")
-        return True
+        event_set = _event_set(span)
+        if event_set is None:
+            kept = self._include_foreign
+        else:
+            kept = self._event_sets is None or event_set in self._event_sets
+        return kept and self._accepts(span)
+
+    def _accepts(self, span: ReadableSpan) -> bool:
+        if self._predicate is None:
+            return True
+        try:
+            return bool(self._predicate(span))
+        except Exception as exc:
+            rate_limited.log(
+                logging.ERROR,
+                f"jsonl-predicate:{self.path}",
+                "the JSONL predicate for %s raised %r; writing the span anyway",
+                self.path,
+                exc,
+                exc_info=exc,
+            )
+            return True
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         if self.format == "otlp":
             lines = [dumps(otlp_request(spans))]
         else:
-            lines = [dumps(span_to_dict(span)) for span in spans]
-        return ("\n".join(lines) + "\n").encode("utf-8", errors="replace")
+            lines = [_compact_json(span_to_dict(span)) for span in spans]
+        return "".join(line + "\n" for line in lines).encode("utf-8", errors="replace")
 
-    def _handle(self) -> IO[bytes]:
-        if self._file is None or self._pid != os.getpid():
-            self._file = None
-            self._pid = os.getpid()
+    def _append(self, payload: bytes) -> None:
+        handle = self._open()
+        with _file_lock(handle.fileno(), exclusive=False):
+            _write_all(handle, payload)
+
+    def _open(self) -> FileIO:
+        if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _repair_torn_tail(self.path)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across exports
+            # Unbuffered: each export is one write(2) to an O_APPEND descriptor, so the lines of
+            # processes sharing the file never interleave and a fork inherits no pending buffer.
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
         return self._file
 
-    def _close_handle(self) -> None:
-        if self._file is not None and self._pid == os.getpid():
+    def _close(self) -> None:
+        if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
-        self._file = None
+            self._file = None
 
     def _after_fork(self) -> None:
+        # The parent's lock may have been held by a thread that does not exist in the child.
         self._lock = threading.Lock()
-        self._file = None  # the parent's buffer is not ours to flush or close
-        self._pid = os.getpid()
+        self._close()  # only the child's copy of the descriptor; the parent's stays open
+
+    def _log_failure(self, action: str, count: int, exc: Exception) -> None:
+        rate_limited.log(
+            logging.ERROR,
+            f"jsonl-{action}:{self.path}",
+            "%s %d span(s) for %s failed: %s",
+            action,
+            count,
+            self.path,
+            exc,
+        )
+
+
+def _event_set(span: ReadableSpan) -> str | None:
+    value = (span.attributes or {}).get(EVENT_SET_ATTRIBUTE)
+    return value if isinstance(value, str) else event_set_of(span)
+
+
+def _write_all(handle: FileIO, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:  # one write, unless the disk is filling up
+        written = handle.write(view)
+        if not written:
+            raise OSError(f"no progress writing {len(view)} bytes")
+        view = view[written:]
+
+
+@contextlib.contextmanager
+def _file_lock(fd: int, *, exclusive: bool) -> Iterator[None]:
+    """An advisory lock between processes sharing the file.
+
+    Appends share it; a torn-tail repair holds it alone, so that it never mistakes a line
+    another process is still writing for a torn one. Without lock support, runs unlocked.
+    """
+    if sys.platform == "win32":
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    except OSError:
+        locked = False
+    else:
+        locked = True
+    try:
+        yield
+    finally:
+        if locked:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_CHUNK = 64 * 1024
 
 
 def _repair_torn_tail(path: Path) -> None:
-    """Cut a last line that has no newline (a write interrupted by a crash)."""
+    """Cut a last line without a newline (a write a killed process left unfinished).
+
+    Logs a warning with the number of bytes discarded; a file that cannot be checked is left
+    as it is (with a warning), since appending to it is still better than losing spans.
+    """
     try:
-        with open(path, "r+b") as handle:
+        with open(path, "r+b") as handle, _file_lock(handle.fileno(), exclusive=True):
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return  # a pipe or a terminal (/dev/stdout) has no tail to repair
             size = handle.seek(0, os.SEEK_END)
-            if size == 0:
+            if size == 0 or _byte_at(handle, size - 1) == b"\n":
                 return
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            keep = size
-            while keep > 0:
-                step = min(65536, keep)
-                handle.seek(keep - step)
-                chunk = handle.read(step)
-                newline = chunk.rfind(b"\n")
-                if newline >= 0:
-                    keep = keep - step + newline + 1
-                    break
-                keep -= step
+            keep = _end_of_last_line(handle, size)
             handle.truncate(keep)
-            logger.warning(
-                "%s ended with a torn line; discarded its last %d bytes", path, size - keep
-            )
     except FileNotFoundError:
         return
+    except OSError as exc:
+        logger.warning("could not check %s for a torn last line: %s", path, exc)
+        return
+    logger.warning("%s ended with a torn line; discarded its last %d byte(s)", path, size - keep)
+
+
+def _byte_at(handle: IO[bytes], offset: int) -> bytes:
+    handle.seek(offset)
+    return handle.read(1)
+
+
+def _end_of_last_line(handle: IO[bytes], size: int) -> int:
+    """The offset just past the last newline of the file, or 0 if it has none."""
+    end = size
+    while end > 0:
+        start = max(0, end - _CHUNK)
+        handle.seek(start)
+        newline = handle.read(end - start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
 
 
 def dumps(data: Any) -> str:
-    """Compact JSON that is always valid: NaN and infinities become strings."""
-    return json.dumps(_sanitise(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON text for ``data`` that is always valid JSON and never raises (see json_safe)."""
+    return _compact_json(json_safe(data))
 
 
-def _sanitise(value: Any) -> Any:
+def _compact_json(data: Any) -> str:
+    """Compact JSON for data that is already JSON-safe; anything unexpected becomes its str."""
+    return json.dumps(
+        data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_safe_str
+    )
+
+
+_MAX_DEPTH = 32
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data, never raising, whatever it holds.
+
+    NaN and infinities become ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``; bytes become text;
+    tuples, other sequences and sets become lists; mapping keys become strings; anything else
+    (and anything nested deeper than 32 levels) becomes ``str(value)``, or
+    ``"<unrepresentable>"`` if even that fails.
+    """
+    return _safe(value, _MAX_DEPTH)
+
+
+def _safe(value: Any, depth: int) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, bytes | bytearray):
+        return _safe_float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, Mapping):
-        return {str(k): _sanitise(v) for k, v in value.items()}
-    if isinstance(value, Sequence):
-        return [_sanitise(v) for v in value]
+    if depth > 0 and isinstance(value, Mapping | Sequence | Set):
+        try:
+            if isinstance(value, Mapping):
+                return {
+                    key if isinstance(key, str) else _safe_str(key): _safe(item, depth - 1)
+                    for key, item in value.items()
+                }
+            return [_safe(item, depth - 1) for item in value]
+        except Exception:  # a container whose iteration fails is shown as its str
+            pass
+    return _safe_str(value)
+
+
+def _safe_float(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _safe_str(value: Any) -> str:
     try:
         return str(value)
     except Exception:
         return "<unrepresentable>"
 
 
-def _iso(nanos: int | None) -> str | None:
-    if nanos is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(nanos / 1e9, tz=datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _safe_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not attributes:
+        return {}
+    return {key: json_safe(value) for key, value in attributes.items()}
 
 
 def _hex(value: int, width: int) -> str:
     return format(value, f"0{width}x")
 
 
-def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
-    """One span in the ``spanhooks`` JSONL format."""
-    context = span.context
-    parent = span.parent
-    start, end = span.start_time, span.end_time
-    return {
-        "trace_id": _hex(context.trace_id, 32) if context else None,
-        "span_id": _hex(context.span_id, 16) if context else None,
-        "parent_span_id": _hex(parent.span_id, 16) if parent is not None else None,
-        "name": span.name,
-        "kind": span.kind.name,
-        "start_time_unix_nano": start,
-        "end_time_unix_nano": end,
-        "start_time": _iso(start),
-        "end_time": _iso(end),
-        "duration_ms": (end - start) / 1e6 if start is not None and end is not None else None,
-        "status": {
-            "code": span.status.status_code.name,
-            "description": span.status.description,
-        },
-        "attributes": dict(span.attributes or {}),
-        "events": [
-            {
-                "name": event.name,
-                "time_unix_nano": event.timestamp,
-                "time": _iso(event.timestamp),
-                "attributes": dict(event.attributes or {}),
-            }
+def span_to_dict(span: ReadableSpan) -> SpanRecord:
+    """One finished span in the ``spanhooks`` format, its attribute values made JSON-safe."""
+    context, parent, scope = span.context, span.parent, span.instrumentation_scope
+    start = span.start_time or 0
+    end = span.end_time or start
+    return SpanRecord(
+        trace_id=_hex(context.trace_id if context else 0, 32),
+        span_id=_hex(context.span_id if context else 0, 16),
+        parent_span_id=_hex(parent.span_id, 16) if parent is not None else None,
+        name=span.name,
+        kind=span.kind.name,
+        start_time_unix_nano=start,
+        end_time_unix_nano=end,
+        start_time=iso_time(start),
+        end_time=iso_time(end),
+        duration_ms=(end - start) / 1e6,
+        status=SpanStatus(code=span.status.status_code.name, description=span.status.description),
+        attributes=_safe_attributes(span.attributes),
+        events=[
+            EventRecord(
+                name=event.name,
+                time_unix_nano=event.timestamp,
+                time=iso_time(event.timestamp),
+                attributes=_safe_attributes(event.attributes),
+            )
             for event in span.events
         ],
-        "links": [
-            {
-                "trace_id": _hex(link.context.trace_id, 32),
-                "span_id": _hex(link.context.span_id, 16),
-                "attributes": dict(link.attributes or {}),
-            }
+        links=[
+            LinkRecord(
+                trace_id=_hex(link.context.trace_id, 32),
+                span_id=_hex(link.context.span_id, 16),
+                attributes=_safe_attributes(link.attributes),
+            )
             for link in span.links
         ],
-        "resource": dict(span.resource.attributes),
-        "scope": {
-            "name": span.instrumentation_scope.name if span.instrumentation_scope else None,
-            "version": span.instrumentation_scope.version if span.instrumentation_scope else None,
-        },
-        "dropped": {
-            "attributes": span.dropped_attributes,
-            "events": span.dropped_events,
-            "links": span.dropped_links,
-        },
-    }
+        resource=_safe_attributes(span.resource.attributes),
+        scope=ScopeRecord(
+            name=scope.name if scope else None, version=scope.version if scope else None
+        ),
+        dropped=DroppedCounts(
+            attributes=span.dropped_attributes,
+            events=span.dropped_events,
+            links=span.dropped_links,
+        ),
+    )
 
 
 def otlp_request(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
-    """Spans as an OTLP/JSON ``ExportTraceServiceRequest`` (ids in hex, as the spec requires)."""
+    """Spans as one OTLP/JSON ``ExportTraceServiceRequest``, ids in hex as the spec requires."""
+    # Imported here: protobuf is only needed by the otlp format, and is slow to import.
     from google.protobuf.json_format import MessageToDict
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    message: dict[str, Any] = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
-    for resource_spans in message.get("resourceSpans", []):
+    request: dict[str, Any] = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
+    for resource_spans in request.get("resourceSpans", []):
         for scope_spans in resource_spans.get("scopeSpans", []):
             for span in scope_spans.get("spans", []):
                 _ids_to_hex(span)
                 for link in span.get("links", []):
                     _ids_to_hex(link)
-    return message
+    return request
 
 
 def _ids_to_hex(item: dict[str, Any]) -> None:
+    """Protobuf's JSON writes bytes as base64; OTLP/JSON wants trace and span ids in hex."""
     for key in ("traceId", "spanId", "parentSpanId"):
         if item.get(key):
             item[key] = base64.b64decode(item[key]).hex()

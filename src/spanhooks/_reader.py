@@ -1,38 +1,100 @@
-"""Reading JSONL trace files back, rebuilding trace trees, and printing them.
+"""Reading JSONL trace files back, rebuilding their trace trees and printing them.
 
-Reads both formats the exporter writes, line by line. A torn last line (a write interrupted
-by a crash) is skipped quietly; a corrupt line elsewhere is skipped, counted and reported once.
+:func:`read_spans` reads both formats :class:`~spanhooks.JsonlSpanExporter` writes, deciding
+per line: an OTLP/JSON request (a line with ``resourceSpans``) becomes one :class:`SpanRecord`
+per span, the same shape a ``spanhooks`` line has. A torn last line (a write cut short by a
+crash) is skipped quietly; a corrupt line elsewhere is skipped, counted and reported once per
+file. :func:`build_trees` and :func:`format_trees` never recurse, so any depth works.
+
+Everything here is pure: no shared state, safe to call from any thread.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import datetime
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
-__all__ = ["ReadResult", "SpanNode", "SpanRecord", "build_trees", "format_trees", "read_spans"]
+__all__ = [
+    "DroppedCounts",
+    "EventRecord",
+    "LinkRecord",
+    "ReadResult",
+    "ScopeRecord",
+    "SpanNode",
+    "SpanRecord",
+    "SpanStatus",
+    "build_trees",
+    "format_duration",
+    "format_trees",
+    "iso_time",
+    "read_spans",
+]
 
 logger = logging.getLogger("spanhooks")
 
-_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
-_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
-
 
 class SpanStatus(TypedDict):
+    """A span's status: ``code`` is ``"UNSET"``, ``"OK"`` or ``"ERROR"``."""
+
     code: str
     description: str | None
 
 
-class SpanRecord(TypedDict, total=False):
-    """One span as the ``spanhooks`` JSONL format writes it (and as OTLP lines are read)."""
+class EventRecord(TypedDict):
+    """A span event: its name, time (ns since the epoch and ISO-8601) and attributes."""
+
+    name: str
+    time_unix_nano: int
+    time: str | None
+    attributes: dict[str, Any]
+
+
+class LinkRecord(TypedDict):
+    """A link to another span, by hex ids, with the link's attributes."""
 
     trace_id: str
     span_id: str
-    parent_span_id: str | None
+    attributes: dict[str, Any]
+
+
+class ScopeRecord(TypedDict):
+    """The instrumentation scope (tracer name and version) that produced a span."""
+
+    name: str | None
+    version: str | None
+
+
+class DroppedCounts(TypedDict):
+    """How many attributes, events and links the SDK dropped from a span over its limits."""
+
+    attributes: int
+    events: int
+    links: int
+
+
+class _SpanIdentity(TypedDict):
+    trace_id: str
+    span_id: str
     name: str
+
+
+class SpanRecord(_SpanIdentity, total=False):
+    """One span as a line of the ``spanhooks`` JSONL format holds it (32/16 hex digit ids).
+
+    Only the ids and the name are required, so that records can be built by hand; spans read
+    by :func:`read_spans` always have ``parent_span_id``, ``status``, ``attributes``,
+    ``events`` and ``links`` too.
+    """
+
+    parent_span_id: str | None
     kind: str
     start_time_unix_nano: int
     end_time_unix_nano: int
@@ -41,10 +103,11 @@ class SpanRecord(TypedDict, total=False):
     duration_ms: float | None
     status: SpanStatus
     attributes: dict[str, Any]
-    events: list[dict[str, Any]]
-    links: list[dict[str, Any]]
+    events: list[EventRecord]
+    links: list[LinkRecord]
     resource: dict[str, Any]
-    scope: dict[str, Any]
+    scope: ScopeRecord
+    dropped: DroppedCounts
 
 
 @dataclass(frozen=True)
@@ -56,111 +119,223 @@ class ReadResult:
     torn_tail: bool = False
 
 
-def read_spans(path: str | os.PathLike[str]) -> ReadResult:
-    """Every span in a JSONL trace file of either format.
+_EPOCH = datetime.datetime(1970, 1, 1)  # naive, in UTC: isoformat() then adds no offset
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not
-    a trace file at all (binary, or content without a single readable line).
-    """
-    with open(path, "rb") as handle:
-        raw = handle.read()
+
+def iso_time(nanos: int | None) -> str | None:
+    """ISO-8601 UTC with microseconds and a trailing ``Z``; None when there is no valid time."""
+    if nanos is None:
+        return None
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{os.fspath(path)} is not a UTF-8 JSONL trace file ({exc.reason})"
-        ) from None
-    lines = text.split("\n")
-    ends_clean = text.endswith("\n")
-    if ends_clean:
-        lines.pop()
+        moment = _EPOCH + datetime.timedelta(microseconds=nanos // 1000)
+    except OverflowError:
+        return None
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
+# What a damaged line can raise while it is decoded, parsed (deep nesting: RecursionError) or
+# converted from a structure that is JSON but not the one expected.
+_BAD_LINE = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+_MAX_REPORTED_LINES = 10
+
+
+def read_spans(path: str | os.PathLike[str]) -> ReadResult:
+    """Every span in a JSONL trace file of either format, in file order.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file with content
+    but not one readable line (binary data, or text that is not a trace file).
+    """
+    name = os.fspath(path)
     spans: list[SpanRecord] = []
-    skipped = 0
-    torn = False
-    first_bad: int | None = None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            spans.extend(_parse_line(json.loads(line)))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            if number == len(lines) and not ends_clean:
-                torn = True
-                logger.debug("%s: skipped a torn last line", os.fspath(path))
+    bad_lines: list[int] = []
+    first_error = ""
+    readable = torn = not_text = False
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
                 continue
-            skipped += 1
-            first_bad = first_bad or number
-    if skipped:
-        logger.warning(
-            "%s: skipped %d unreadable line(s), the first at line %d",
-            os.fspath(path),
-            skipped,
-            first_bad,
-        )
-    if not spans and skipped:
-        raise ValueError(f"{os.fspath(path)} has no readable span line ({skipped} unreadable)")
-    return ReadResult(spans, skipped, torn)
+            complete = line.endswith(b"\n")
+            try:
+                spans.extend(_parse_line(_decode(line, complete)))
+            except UnicodeDecodeError as exc:
+                not_text = True
+                error: Exception = exc
+            except _BAD_LINE as exc:
+                error = exc
+            else:
+                readable = True
+                continue
+            if complete:
+                bad_lines.append(number)
+                first_error = first_error or f"{type(error).__name__}: {error}"
+            else:
+                torn = True
+                logger.debug("%s: skipped a torn last line (line %d)", name, number)
+    if not readable and (bad_lines or torn):
+        what = "is not a UTF-8 text file" if not_text else "has no readable span line"
+        raise ValueError(f"{name} {what} ({len(bad_lines) + torn} unreadable line(s))")
+    if bad_lines:
+        _report(name, bad_lines, first_error)
+    return ReadResult(spans, len(bad_lines), torn)
 
 
-def _parse_line(data: Any) -> list[SpanRecord]:
+def _decode(line: bytes, complete: bool) -> str:
+    if complete:
+        return line.decode("utf-8")
+    # A torn line may end inside a multi-byte character; only invalid bytes make it not text.
+    return codecs.getincrementaldecoder("utf-8")().decode(line, final=False)
+
+
+def _report(name: str, bad_lines: list[int], first_error: str) -> None:
+    shown = ", ".join(map(str, bad_lines[:_MAX_REPORTED_LINES]))
+    more = ", ..." if len(bad_lines) > _MAX_REPORTED_LINES else ""
+    logger.warning(
+        "%s: skipped %d unreadable line(s): line %s%s (first: %s)",
+        name,
+        len(bad_lines),
+        shown,
+        more,
+        first_error,
+    )
+
+
+def _parse_line(text: str) -> list[SpanRecord]:
+    data = json.loads(text)
     if not isinstance(data, dict):
-        raise ValueError("a line must be a JSON object")
+        raise ValueError("a line must hold a JSON object")
     if "resourceSpans" in data:
-        return list(_from_otlp(data))
-    if not isinstance(data.get("name"), str) or not isinstance(data.get("span_id"), str):
-        raise ValueError("not a span record")
-    return [data]  # type: ignore[list-item]
+        return _from_otlp(data)
+    return [_from_spanhooks(data)]
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "trace_id": (str,),
+    "span_id": (str,),
+    "name": (str,),
+    "parent_span_id": (str, type(None)),
+    "kind": (str,),
+    "start_time_unix_nano": (int,),
+    "end_time_unix_nano": (int,),
+    "duration_ms": (int, float, type(None)),
+    "status": (dict,),
+    "attributes": (dict,),
+    "events": (list,),
+    "links": (list,),
+    "resource": (dict,),
+    "scope": (dict,),
+    "dropped": (dict,),
+}
+_REQUIRED = ("trace_id", "span_id", "name")
+
+
+def _from_spanhooks(data: dict[str, Any]) -> SpanRecord:
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"not a span record: no {', '.join(missing)}")
+    for key, types in _FIELD_TYPES.items():
+        if key in data and not isinstance(data[key], types):
+            raise ValueError(f"{key} is a {type(data[key]).__name__}")
+    if not isinstance(data.get("status", {}).get("code", ""), str):
+        raise ValueError("status code is not a string")
+    if not all(isinstance(event, dict) for event in data.get("events", [])):
+        raise ValueError("an event is not an object")
+    defaults: dict[str, Any] = {
+        "parent_span_id": None,
+        "status": {"code": "UNSET", "description": None},
+        "attributes": {},
+        "events": [],
+        "links": [],
+    }
+    return cast(SpanRecord, defaults | data)
+
+
+_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+_STATUS_CODES = ("UNSET", "OK", "ERROR")
 
 
 def _from_otlp(request: dict[str, Any]) -> list[SpanRecord]:
     records: list[SpanRecord] = []
-    for resource_spans in request.get("resourceSpans", []):
+    for resource_spans in request["resourceSpans"]:
         resource = _attributes(resource_spans.get("resource", {}).get("attributes", []))
         for scope_spans in resource_spans.get("scopeSpans", []):
             scope = scope_spans.get("scope", {})
+            scope_record = ScopeRecord(name=scope.get("name"), version=scope.get("version"))
             for span in scope_spans.get("spans", []):
-                start = int(span.get("startTimeUnixNano", 0))
-                end = int(span.get("endTimeUnixNano", 0))
-                status = span.get("status", {})
-                records.append(
-                    SpanRecord(
-                        trace_id=span["traceId"],
-                        span_id=span["spanId"],
-                        parent_span_id=span.get("parentSpanId") or None,
-                        name=span.get("name", ""),
-                        kind=_KINDS.get(int(span.get("kind", 0)), "UNSPECIFIED"),
-                        start_time_unix_nano=start,
-                        end_time_unix_nano=end,
-                        start_time=_iso(start),
-                        end_time=_iso(end),
-                        duration_ms=(end - start) / 1e6,
-                        status=SpanStatus(
-                            code=_STATUS.get(int(status.get("code", 0)), "UNSET"),
-                            description=status.get("message") or None,
-                        ),
-                        attributes=_attributes(span.get("attributes", [])),
-                        events=[
-                            {
-                                "name": event.get("name", ""),
-                                "time_unix_nano": int(event.get("timeUnixNano", 0)),
-                                "time": _iso(int(event.get("timeUnixNano", 0))),
-                                "attributes": _attributes(event.get("attributes", [])),
-                            }
-                            for event in span.get("events", [])
-                        ],
-                        links=[
-                            {
-                                "trace_id": link.get("traceId"),
-                                "span_id": link.get("spanId"),
-                                "attributes": _attributes(link.get("attributes", [])),
-                            }
-                            for link in span.get("links", [])
-                        ],
-                        resource=resource,
-                        scope={"name": scope.get("name"), "version": scope.get("version")},
-                    )
-                )
+                record = _otlp_span(span)
+                record["resource"] = resource
+                record["scope"] = scope_record
+                records.append(record)
     return records
+
+
+def _otlp_span(span: dict[str, Any]) -> SpanRecord:
+    start = int(span.get("startTimeUnixNano", 0))
+    end = int(span.get("endTimeUnixNano", 0))
+    status = span.get("status", {})
+    parent = span.get("parentSpanId")
+    return SpanRecord(
+        trace_id=_hex_id(span["traceId"], 16),
+        span_id=_hex_id(span["spanId"], 8),
+        parent_span_id=_hex_id(parent, 8) if parent else None,
+        name=str(span.get("name", "")),
+        kind=_enum_name(span.get("kind", 0), _KINDS, "SPAN_KIND_"),
+        start_time_unix_nano=start,
+        end_time_unix_nano=end,
+        start_time=iso_time(start),
+        end_time=iso_time(end),
+        duration_ms=(end - start) / 1e6,
+        status=SpanStatus(
+            code=_enum_name(status.get("code", 0), _STATUS_CODES, "STATUS_CODE_"),
+            description=status.get("message") or None,
+        ),
+        attributes=_attributes(span.get("attributes", [])),
+        events=[_otlp_event(event) for event in span.get("events", [])],
+        links=[
+            LinkRecord(
+                trace_id=_hex_id(link["traceId"], 16),
+                span_id=_hex_id(link["spanId"], 8),
+                attributes=_attributes(link.get("attributes", [])),
+            )
+            for link in span.get("links", [])
+        ],
+        dropped=DroppedCounts(
+            attributes=int(span.get("droppedAttributesCount", 0)),
+            events=int(span.get("droppedEventsCount", 0)),
+            links=int(span.get("droppedLinksCount", 0)),
+        ),
+    )
+
+
+def _otlp_event(event: dict[str, Any]) -> EventRecord:
+    nanos = int(event.get("timeUnixNano", 0))
+    return EventRecord(
+        name=str(event.get("name", "")),
+        time_unix_nano=nanos,
+        time=iso_time(nanos),
+        attributes=_attributes(event.get("attributes", [])),
+    )
+
+
+def _hex_id(value: str, size: int) -> str:
+    """An id in lowercase hex, as OTLP/JSON requires; base64 (protobuf's JSON) is accepted too."""
+    if len(value) == size * 2:
+        int(value, 16)  # raises ValueError if it is not hex
+        return value.lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError(f"id {value!r} is neither hex nor base64") from None
+    if len(raw) != size:
+        raise ValueError(f"id {value!r} is not {size} bytes long")
+    return raw.hex()
+
+
+def _enum_name(value: int | str, names: tuple[str, ...], prefix: str) -> str:
+    """An OTLP enum given as a number or as its protobuf name, as the short name."""
+    if isinstance(value, str) and not value.isdigit():
+        return value.removeprefix(prefix)
+    number = int(value)
+    return names[number] if 0 <= number < len(names) else str(number)
 
 
 def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,6 +343,7 @@ def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _any_value(value: dict[str, Any]) -> Any:
+    """An OTLP ``AnyValue`` as a plain value (arrays as lists, key-value lists as dicts)."""
     if "stringValue" in value:
         return value["stringValue"]
     if "boolValue" in value:
@@ -177,63 +353,92 @@ def _any_value(value: dict[str, Any]) -> Any:
     if "doubleValue" in value:
         return float(value["doubleValue"])
     if "arrayValue" in value:
-        return [_any_value(v) for v in value["arrayValue"].get("values", [])]
+        return [_any_value(item) for item in value["arrayValue"].get("values", [])]
     if "kvlistValue" in value:
         return _attributes(value["kvlistValue"].get("values", []))
     if "bytesValue" in value:
-        return value["bytesValue"]
+        return value["bytesValue"]  # base64 text, as protobuf's JSON writes bytes
     return None
-
-
-def _iso(nanos: int) -> str | None:
-    if not nanos:
-        return None
-    moment = datetime.datetime.fromtimestamp(nanos / 1e9, tz=datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
 class SpanNode:
-    """A span and its children, in start order."""
+    """A span and its children, in start order: one node of a trace tree."""
 
     span: SpanRecord
     children: list[SpanNode] = field(default_factory=list)
 
 
+_NodeKey = tuple[str, str]
+
+
 def _start_key(node: SpanNode) -> tuple[int, str]:
-    return (int(node.span.get("start_time_unix_nano") or 0), node.span.get("span_id", ""))
+    return (node.span.get("start_time_unix_nano") or 0, node.span["span_id"])
 
 
-def build_trees(spans: list[SpanRecord]) -> list[SpanNode]:
-    """Traces as trees; a span whose parent is not in the file becomes a root.
+def build_trees(spans: Iterable[SpanRecord]) -> list[SpanNode]:
+    """The roots of every trace's tree: traces in order of their first span, roots by start.
 
-    Roots come in start order, grouped by trace. Never recursive, so any depth works.
+    A span whose parent is not among ``spans`` becomes a root, and so does one span of each
+    parent cycle a damaged file may hold, so no span is ever lost. A span id seen twice in a
+    trace keeps its last record.
     """
-    nodes = {(span.get("trace_id"), span.get("span_id")): SpanNode(span) for span in spans}
+    nodes = {(span["trace_id"], span["span_id"]): SpanNode(span) for span in spans}
+    parents: dict[_NodeKey, SpanNode] = {}
     roots: list[SpanNode] = []
-    for (trace_id, _), node in nodes.items():
-        parent = nodes.get((trace_id, node.span.get("parent_span_id")))
+    for (trace_id, span_id), node in nodes.items():
+        parent = nodes.get((trace_id, node.span.get("parent_span_id") or ""))
         if parent is None or parent is node:
             roots.append(node)
         else:
+            parents[(trace_id, span_id)] = parent
             parent.children.append(node)
+    roots += _break_cycles(nodes, parents, roots)
     for node in nodes.values():
         node.children.sort(key=_start_key)
+    return _in_trace_order(roots)
+
+
+def _break_cycles(
+    nodes: dict[_NodeKey, SpanNode], parents: dict[_NodeKey, SpanNode], roots: list[SpanNode]
+) -> list[SpanNode]:
+    """Nodes that, cut from their parent, make every node reachable from a root."""
+    unreached = {id(node): key for key, node in nodes.items()}
+    _forget_reachable(roots, unreached)
+    new_roots: list[SpanNode] = []
+    while unreached:
+        root = min((nodes[key] for key in unreached.values()), key=_start_key)
+        parents[(root.span["trace_id"], root.span["span_id"])].children.remove(root)
+        new_roots.append(root)
+        _forget_reachable([root], unreached)
+    return new_roots
+
+
+def _forget_reachable(roots: list[SpanNode], unreached: dict[int, _NodeKey]) -> None:
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        unreached.pop(id(node), None)
+        stack.extend(node.children)
+
+
+def _in_trace_order(roots: list[SpanNode]) -> list[SpanNode]:
     roots.sort(key=_start_key)
-    first_start: dict[object, tuple[int, str]] = {}
+    first_root: dict[str, tuple[int, str]] = {}
     for root in roots:
-        first_start.setdefault(root.span.get("trace_id"), _start_key(root))
-    roots.sort(key=lambda r: (first_start[r.span.get("trace_id")], _start_key(r)))
-    return roots
+        first_root.setdefault(root.span["trace_id"], _start_key(root))
+    return sorted(
+        roots, key=lambda root: (first_root[root.span["trace_id"]], root.span["trace_id"])
+    )
 
 
 def format_duration(milliseconds: float | None) -> str:
-    """812µs, 12.3ms, 1.20s: short and readable."""
-    if milliseconds is None:
+    """A duration as a person reads it: ``812µs``, ``12.3ms``, ``1.20s`` (``?`` if unknown)."""
+    if milliseconds is None or milliseconds < 0:
         return "?"
-    if milliseconds < 1:
+    if round(milliseconds * 1000) < 1000:
         return f"{milliseconds * 1000:.0f}µs"
-    if milliseconds < 1000:
+    if round(milliseconds, 1) < 1000:
         return f"{milliseconds:.1f}ms"
     return f"{milliseconds / 1000:.2f}s"
 
@@ -241,37 +446,71 @@ def format_duration(milliseconds: float | None) -> str:
 _RED, _DIM, _RESET = "\x1b[31m", "\x1b[2m", "\x1b[0m"
 
 
+@dataclass(frozen=True)
+class _Palette:
+    red: str = ""
+    dim: str = ""
+    reset: str = ""
+
+
 def format_trees(roots: list[SpanNode], *, color: bool = False) -> str:
-    """An indented tree per trace: name, duration, ERROR with its description, span events."""
-    red, dim, reset = (_RED, _DIM, _RESET) if color else ("", "", "")
+    """Trace trees as text: a ``trace <id>`` header per trace, then one line per span.
+
+    Each line has the span's name, duration, ``ERROR: <description>`` for a failed span and
+    its event count; its events follow as ``· name`` lines. Children are indented two columns
+    per level with ``├─``/``└─`` connectors. ANSI colours only when ``color`` is true.
+    """
+    palette = _Palette(_RED, _DIM, _RESET) if color else _Palette()
     out: list[str] = []
-    current_trace: object = None
+    trace_id: str | None = None
     for root in roots:
-        trace_id = root.span.get("trace_id", "")
-        if trace_id != current_trace:
+        if root.span["trace_id"] != trace_id:
+            trace_id = root.span["trace_id"]
             if out:
                 out.append("")
-            out.append(f"{dim}trace {str(trace_id)[:8]}{reset}")
-            current_trace = trace_id
-        stack: list[tuple[SpanNode, str, str]] = [(root, "", "")]
-        while stack:
-            node, lead, child_prefix = stack.pop()
-            span = node.span
-            took = format_duration(span.get("duration_ms"))
-            line = f"{lead}{span.get('name', '?')}  {dim}{took}{reset}"
-            status = span.get("status") or {"code": "UNSET", "description": None}
-            if status.get("code") == "ERROR":
-                line += f"  {red}ERROR: {status.get('description') or ''}{reset}".rstrip()
-            events = span.get("events") or []
-            if events:
-                line += f"  ({len(events)} events)"
-            out.append(line)
-            bar = "│  " if node.children else "   "
-            for event in events:
-                out.append(f"{child_prefix}{bar}{dim}· {event.get('name')}{reset}")
-            for index in range(len(node.children) - 1, -1, -1):
-                last = index == len(node.children) - 1
-                connector = "└─ " if last else "├─ "
-                deeper = child_prefix + ("   " if last else "│  ")
-                stack.append((node.children[index], child_prefix + connector, deeper))
+            out.append(f"{palette.dim}trace {_printable(trace_id[:8])}{palette.reset}")
+        _format_tree(root, palette, out)
     return "\n".join(out)
+
+
+def _format_tree(root: SpanNode, palette: _Palette, out: list[str]) -> None:
+    # Each entry: the node, the text before its name, and the prefix its own lines continue.
+    stack: list[tuple[SpanNode, str, str]] = [(root, "", "")]
+    while stack:
+        node, lead, prefix = stack.pop()
+        out.append(lead + _span_line(node.span, palette))
+        under = prefix + ("│ " if node.children else "  ")
+        for event in node.span.get("events", []):
+            name = _printable(str(event.get("name")))
+            out.append(f"{under}{palette.dim}· {name}{palette.reset}")
+        last = len(node.children) - 1
+        for index in range(last, -1, -1):
+            connector, continuation = ("└─ ", "  ") if index == last else ("├─ ", "│ ")
+            stack.append((node.children[index], prefix + connector, prefix + continuation))
+
+
+def _span_line(span: SpanRecord, palette: _Palette) -> str:
+    took = format_duration(_duration_ms(span))
+    line = f"{_printable(span['name'])}  {palette.dim}{took}{palette.reset}"
+    status = span.get("status")
+    if status is not None and status.get("code") == "ERROR":
+        error = f"ERROR: {status['description']}" if status.get("description") else "ERROR"
+        line += f"  {palette.red}{_printable(error)}{palette.reset}"
+    count = len(span.get("events", []))
+    if count:
+        line += f"  ({count} event{'' if count == 1 else 's'})"
+    return line
+
+
+def _duration_ms(span: SpanRecord) -> float | None:
+    if span.get("duration_ms") is not None:
+        return span.get("duration_ms")
+    start, end = span.get("start_time_unix_nano"), span.get("end_time_unix_nano")
+    return (end - start) / 1e6 if start is not None and end is not None else None
+
+
+def _printable(text: str) -> str:
+    """Text with control characters escaped, so a name cannot break lines or move the cursor."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
