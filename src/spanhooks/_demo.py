@@ -24,12 +24,16 @@ from spanhooks.ops import (
     ErrorInfo,
     ErrorSeverity,
     EventRouter,
+    HandlerContext,
+    MessageContext,
     ResourceType,
     SessionState,
     SessionStatus,
     get_error_handler,
     get_health_monitor,
+    get_resource_manager,
     handle_error_async,
+    invoke_handler,
     register_cleanup,
     register_polling_task,
 )
@@ -66,6 +70,7 @@ class DemoStats:
     errors_handled: int = 0
     session_changes: int = 0
     routed: int = 0
+    messages_notified: int = 0
 
 
 class _ToolTimer:
@@ -122,7 +127,11 @@ def _fake_completion(model: str, prompt_tokens: int, text: str) -> dict[str, Any
 
 async def _run_tool(manager: CallbackManager, name: str, args: dict[str, Any], delay: float) -> Any:
     manager.emit(CallbackEvent.TOOL_START, name, args)
-    await asyncio.sleep(delay)
+    connection = SimpleNamespace(open=True)
+    async with get_resource_manager().managed_resource_async(
+        connection, lambda: setattr(connection, "open", False), ResourceType.NETWORK
+    ):
+        await asyncio.sleep(delay)
     if name == "calculator" and args.get("expression") == "1/0":
         try:
             1 / 0  # noqa: B018 - the demo's deliberately failing tool
@@ -143,6 +152,11 @@ async def _agent_turn(manager: CallbackManager, user_id: str, router: EventRoute
     session = SessionState(f"conv-{user_id}", user_id, manager=manager)
     session.update_status(SessionStatus.ACTIVE, reason="first message")
     router.route("session.created", {"conversation_id": session.conversation_id})
+    await invoke_handler(
+        HandlerContext.MESSAGE_NOTIFICATION,
+        {"text": "Book a trip to Lisbon"},
+        MessageContext(user_id, "travel-agent", "demo-org", HandlerContext.MESSAGE_NOTIFICATION),
+    )
     manager.trigger(
         "on_message", user_id=user_id, message="Book a trip to Lisbon", timestamp=time.time()
     )
