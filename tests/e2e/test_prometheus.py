@@ -164,3 +164,15 @@ def test_promtool_accepts_a_real_scrape(demo: str) -> None:
         ["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=60
     )
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
+
+
+def test_each_alert_fires_and_stays_quiet_when_it_should() -> None:
+    done = subprocess.run(
+        ["promtool", "test", "rules", "alerts.test.yml"],
+        cwd=CONFIG,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr
