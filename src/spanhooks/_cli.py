@@ -1,4 +1,5 @@
-"""The ``spanhooks`` command: ``demo`` runs the simulated agent, ``view`` prints a trace file."""
+"""The ``spanhooks`` command: ``demo`` runs the simulated agent, ``view`` prints a trace file,
+``replay`` sends one to an OTLP endpoint."""
 
 from __future__ import annotations
 
@@ -67,6 +68,24 @@ def _view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from spanhooks._replay import replay
+
+    try:
+        sent, failed = replay(args.file, args.endpoint, protocol=args.protocol)
+    except FileNotFoundError:
+        print(f"spanhooks replay: no such file: {args.file}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"spanhooks replay: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{sent} span(s) sent to {args.endpoint}"
+        + (f"; {failed} in failed batches" if failed else "")
+    )
+    return 0 if not failed else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spanhooks", description="Callbacks whose every event is OpenTelemetry data."
@@ -93,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("file", help="a JSONL file written by spanhooks (either format)")
     view.add_argument("--color", action="store_true", help="colour the output")
     view.set_defaults(run=_view)
+    replay = commands.add_parser("replay", help="send a JSONL trace file to an OTLP endpoint")
+    replay.add_argument("file", help="a JSONL file written by spanhooks (either format)")
+    replay.add_argument(
+        "--endpoint", required=True, help="OTLP endpoint, e.g. http://127.0.0.1:4318 (HTTP)"
+    )
+    replay.add_argument(
+        "--protocol",
+        default="http/protobuf",
+        choices=["http/protobuf", "grpc"],
+        help="OTLP protocol",
+    )
+    replay.set_defaults(run=_replay)
     return parser
 
 
