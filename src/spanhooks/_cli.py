@@ -1,5 +1,5 @@
 """The ``spanhooks`` command: ``demo`` runs the simulated agent, ``view`` prints a trace file,
-``replay`` sends one to an OTLP endpoint."""
+``replay`` sends one to an OTLP endpoint, ``html`` draws one as a waterfall page."""
 
 from __future__ import annotations
 
@@ -86,6 +86,23 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if not failed else 2
 
 
+def _html(args: argparse.Namespace) -> int:
+    from spanhooks._html import render_html
+
+    try:
+        result = read_spans(args.file)
+    except FileNotFoundError:
+        print(f"spanhooks html: no such file: {args.file}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"spanhooks html: {exc}", file=sys.stderr)
+        return 1
+    output = Path(args.output)
+    output.write_text(render_html(result.spans, title=f"spanhooks traces: {args.file}"), "utf-8")
+    print(f"{len(result.spans)} spans drawn in {output.resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spanhooks", description="Callbacks whose every event is OpenTelemetry data."
@@ -124,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="OTLP protocol",
     )
     replay.set_defaults(run=_replay)
+    page = commands.add_parser("html", help="draw a JSONL trace file as a self-contained page")
+    page.add_argument("file", help="a JSONL file written by spanhooks (either format)")
+    page.add_argument("-o", "--output", default="traces.html", help="the HTML file to write")
+    page.set_defaults(run=_html)
     return parser
 
 
