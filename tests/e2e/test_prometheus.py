@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -176,3 +177,88 @@ def test_each_alert_fires_and_stays_quiet_when_it_should() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
+
+
+_SPLIT = ("and", "unless", "or", "==", "!=", ">=", "<=", ">", "<")
+
+
+def operands(expr: str) -> list[str]:
+    """The operands of an expression's top-level comparisons and set operations.
+
+    An alert rule is a condition, empty while nothing is wrong; its operands are the queries
+    that must return data for the condition to mean anything.
+    """
+    parts, depth, current, index = [], 0, "", 0
+    text = " ".join(expr.split())
+    while index < len(text):
+        char = text[index]
+        depth += char == "("
+        depth -= char == ")"
+        operator = next(
+            (
+                op
+                for op in _SPLIT
+                if depth == 0
+                and text.startswith(op, index)
+                and (
+                    not op.isalpha()
+                    or (
+                        text[index - 1 : index] in " )"
+                        and text[index + len(op) : index + len(op) + 1] in " ("
+                    )
+                )
+            ),
+            None,
+        )
+        if operator:
+            parts.append(current)
+            current, index = "", index + len(operator)
+            modifier = re.match(
+                r"\s*(on|ignoring)\s*\([^)]*\)\s*(group_(left|right)(\s*\([^)]*\))?)?", text[index:]
+            )
+            if modifier:
+                index += modifier.end()
+            continue
+        current += char
+        index += 1
+    parts.append(current)
+    found = []
+    for part in (p.strip() for p in parts):
+        if not part or re.fullmatch(r"[\d.]+", part):
+            continue
+        if part.startswith("(") and _closing(part) == len(part) - 1:
+            found.extend(operands(part[1:-1]))  # a parenthesised condition: split it too
+        else:
+            found.append(part)
+    return found
+
+
+def _closing(text: str) -> int:
+    """The index of the parenthesis that closes the one at ``text[0]``."""
+    depth = 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0:
+            return index
+    return -1
+
+
+def rule_operands() -> list[tuple[str, str]]:
+    rules = yaml.safe_load((CONFIG / "alerts.yml").read_text())
+    return [
+        (rule["alert"], operand)
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for operand in operands(rule["expr"])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("alert", "operand"),
+    rule_operands(),
+    ids=[f"{a}:{i}" for i, (a, _) in enumerate(rule_operands())],
+)
+def test_every_alert_rule_operand_returns_a_series(
+    prometheus: str, alert: str, operand: str
+) -> None:
+    assert wait_for(prometheus, operand), f"{alert}: no series for {operand}"
