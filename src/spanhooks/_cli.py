@@ -46,14 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    try:
-        result = read_spans(args.file)
-    except FileNotFoundError:
-        print(f"spanhooks view: no such file: {args.file}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"spanhooks view: {exc}", file=sys.stderr)
-        return 1
+    result = read_spans(args.file)
     if not result.spans:
         print(f"{args.file}: no spans")
         return 0
@@ -71,14 +64,7 @@ def _view(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from spanhooks._replay import replay
 
-    try:
-        sent, failed = replay(args.file, args.endpoint, protocol=args.protocol)
-    except FileNotFoundError:
-        print(f"spanhooks replay: no such file: {args.file}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"spanhooks replay: {exc}", file=sys.stderr)
-        return 1
+    sent, failed = replay(args.file, args.endpoint, protocol=args.protocol)
     print(
         f"{sent} span(s) sent to {args.endpoint}"
         + (f"; {failed} in failed batches" if failed else "")
@@ -89,14 +75,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _html(args: argparse.Namespace) -> int:
     from spanhooks._html import render_html
 
-    try:
-        result = read_spans(args.file)
-    except FileNotFoundError:
-        print(f"spanhooks html: no such file: {args.file}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"spanhooks html: {exc}", file=sys.stderr)
-        return 1
+    result = read_spans(args.file)
     output = Path(args.output)
     output.write_text(render_html(result.spans, title=f"spanhooks traces: {args.file}"), "utf-8")
     print(f"{len(result.spans)} spans drawn in {output.resolve()}")
@@ -149,8 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a missing or unreadable input file is a one-line error and exit code 1."""
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except FileNotFoundError as exc:
+        print(f"spanhooks {args.command}: no such file: {exc.filename}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"spanhooks {args.command}: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -7,12 +7,9 @@ and resource attributes are compared with the JSONL file the same run wrote.
 from __future__ import annotations
 
 import logging
-import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +17,9 @@ import pytest
 from oteltest.sink import GrpcSink, HttpSink
 from oteltest.sink.handler import AccumulatingHandler
 
-from spanhooks import read_spans
 from spanhooks._reader import SpanRecord
+
+RunDemo = Callable[..., list[SpanRecord]]  # the run_demo fixture (tests/e2e/conftest.py)
 
 KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 logger = logging.getLogger("oteltest-sink")
@@ -62,20 +60,6 @@ def grpc_sink() -> Iterator[tuple[str, AccumulatingHandler]]:
     sink.stop()
 
 
-def run_demo(tmp_path: Path, **env: str) -> list[SpanRecord]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "spanhooks", "demo", "-o", "run.jsonl"],
-        cwd=tmp_path,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return read_spans(tmp_path / "run.jsonl").spans
-
-
 def on_the_wire(handler: AccumulatingHandler) -> dict[str, tuple[Any, str, dict[str, Any]]]:
     spans = {}
     for request in handler.telemetry.get_trace_requests():
@@ -97,6 +81,7 @@ def value_of(any_value: Any) -> Any:
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_every_span_arrives_as_the_jsonl_file_recorded_it(
+    run_demo: RunDemo,
     tmp_path: Path,
     http_sink: tuple[str, AccumulatingHandler],
     grpc_sink: tuple[str, AccumulatingHandler],
@@ -128,7 +113,7 @@ def test_every_span_arrives_as_the_jsonl_file_recorded_it(
 
 @pytest.mark.slow
 def test_a_replayed_file_reaches_the_receiver_unchanged(
-    tmp_path: Path, http_sink: tuple[str, AccumulatingHandler]
+    run_demo: RunDemo, tmp_path: Path, http_sink: tuple[str, AccumulatingHandler]
 ) -> None:
     from spanhooks._replay import replay
 

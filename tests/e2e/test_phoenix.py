@@ -11,17 +11,17 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from spanhooks import read_spans
 from spanhooks._reader import SpanRecord
+
+RunDemo = Callable[..., list[SpanRecord]]  # the run_demo fixture (tests/e2e/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOENIX = os.environ.get("SPANHOOKS_PHOENIX") or (
@@ -83,20 +83,6 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int
         server.wait(timeout=30)
 
 
-def run_demo(tmp_path: Path, **env: str) -> list[SpanRecord]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "spanhooks", "demo", "-o", "run.jsonl"],
-        cwd=tmp_path,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return read_spans(tmp_path / "run.jsonl").spans
-
-
 def stored(url: str, wanted: set[str], timeout: float = 30.0) -> dict[str, dict[str, Any]]:
     """Spans Phoenix stored, by span id, once every wanted id is there (or the time is up)."""
     deadline = time.monotonic() + timeout
@@ -123,7 +109,7 @@ def assert_round_trip(records: list[SpanRecord], spans: dict[str, dict[str, Any]
 
 
 def test_spans_sent_over_otlp_http_read_back_intact(
-    phoenix: tuple[str, int], tmp_path: Path
+    run_demo: RunDemo, phoenix: tuple[str, int], tmp_path: Path
 ) -> None:
     url, _ = phoenix
     records = run_demo(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=url)
@@ -131,7 +117,7 @@ def test_spans_sent_over_otlp_http_read_back_intact(
 
 
 def test_spans_sent_over_otlp_grpc_read_back_intact(
-    phoenix: tuple[str, int], tmp_path: Path
+    run_demo: RunDemo, phoenix: tuple[str, int], tmp_path: Path
 ) -> None:
     url, grpc_port = phoenix
     records = run_demo(
@@ -142,7 +128,9 @@ def test_spans_sent_over_otlp_grpc_read_back_intact(
     assert_round_trip(records, stored(url, {r["span_id"] for r in records}))
 
 
-def test_a_replayed_file_reads_back_intact(phoenix: tuple[str, int], tmp_path: Path) -> None:
+def test_a_replayed_file_reads_back_intact(
+    run_demo: RunDemo, phoenix: tuple[str, int], tmp_path: Path
+) -> None:
     from spanhooks._replay import replay
 
     url, _ = phoenix
