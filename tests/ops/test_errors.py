@@ -1,12 +1,24 @@
-"""Error handler: context handlers by priority, errors on spans, statistics."""
+"""Error handler: context handlers by priority, errors on spans, statistics, isolation."""
 
 from __future__ import annotations
 
+import logging
+import pickle
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 
-from spanhooks.ops import ErrorContext, ErrorHandler, ErrorInfo, ErrorSeverity
+from spanhooks.ops import (
+    ErrorContext,
+    ErrorHandler,
+    ErrorInfo,
+    ErrorSeverity,
+    get_error_handler,
+    handle_error,
+    handle_error_async,
+    register_error_handler,
+)
 from spanhooks.testing import Capture
 
 
@@ -15,22 +27,76 @@ def errors(spanhooks_capture: Capture) -> ErrorHandler:
     return ErrorHandler(tracer_provider=spanhooks_capture.provider)
 
 
-def test_context_and_all_context_handlers_run_in_one_priority_order(errors: ErrorHandler) -> None:
+async def test_the_seed_usage_works_as_written() -> None:
+    seen: list[str] = []
+
+    def my_error_handler(error_info: ErrorInfo) -> None:
+        seen.append(f"Error: {error_info.error} in {error_info.context.value}")
+
+    handler_id = register_error_handler(my_error_handler, ErrorContext.WEBSOCKET, priority=100)
+    try:
+        info = await handle_error_async(
+            error=ConnectionError("WebSocket disconnected"),
+            context=ErrorContext.WEBSOCKET,
+            severity=ErrorSeverity.HIGH,
+            operation="websocket_communication",
+        )
+        handle_error(ConnectionError("again"), ErrorContext.WEBSOCKET)
+    finally:
+        assert get_error_handler().unregister_error_handler(handler_id)
+    assert seen == ["Error: WebSocket disconnected in websocket", "Error: again in websocket"]
+    assert info.operation == "websocket_communication"
+    assert get_error_handler().get_error_stats()["by_context"]["websocket"] >= 2
+
+
+def test_higher_priority_handlers_run_first(errors: ErrorHandler) -> None:
+    order: list[int] = []
+    errors.register_error_handler(lambda info: order.append(50), ErrorContext.API, priority=50)
+    errors.register_error_handler(lambda info: order.append(100), ErrorContext.API, priority=100)
+    errors.handle_error(TimeoutError("slow"), ErrorContext.API)
+    assert order == [100, 50]
+
+
+def test_context_and_all_context_handlers_interleave_by_priority(errors: ErrorHandler) -> None:
     order: list[str] = []
-    errors.register_error_handler(
-        lambda info: order.append("ws-100"), ErrorContext.WEBSOCKET, priority=100
-    )
-    errors.register_error_handler(lambda info: order.append("all-75"), None, priority=75)
-    errors.register_error_handler(
-        lambda info: order.append("ws-50"), ErrorContext.WEBSOCKET, priority=50
-    )
-    errors.register_error_handler(
-        lambda info: order.append("audio"), ErrorContext.AUDIO, priority=200
-    )
-    errors.handle_error(
-        ConnectionError("WebSocket disconnected"), ErrorContext.WEBSOCKET, ErrorSeverity.HIGH, "ws"
-    )
-    assert order == ["ws-100", "all-75", "ws-50"]
+    errors.register_error_handler(lambda i: order.append("ws-100"), "websocket", priority=100)
+    errors.register_error_handler(lambda i: order.append("all-75"), None, priority=75)
+    errors.register_error_handler(lambda i: order.append("ws-50"), "websocket", priority=50)
+    errors.register_error_handler(lambda i: order.append("all-10"), priority=10)
+    errors.register_error_handler(lambda i: order.append("audio"), "audio", priority=200)
+    errors.handle_error(ConnectionError("closed"), ErrorContext.WEBSOCKET, ErrorSeverity.HIGH)
+    assert order == ["ws-100", "all-75", "ws-50", "all-10"]
+
+
+def test_all_context_handlers_hear_contexts_defined_after_they_registered(
+    errors: ErrorHandler,
+) -> None:
+    heard: list[str] = []
+    errors.register_error_handler(lambda info: heard.append(info.context.value))
+    payments = ErrorContext.define("payments")
+    errors.register_error_handler(lambda info: heard.append("payments-only"), payments, 5)
+    errors.handle_error(RuntimeError("declined"), "payments")
+    errors.handle_error(RuntimeError("declined"), "Payments")  # names are case-insensitive
+    assert heard == ["payments-only", "payments"] * 2
+
+
+def test_statistics_count_by_context_severity_and_type(spanhooks_capture: Capture) -> None:
+    errors = ErrorHandler(tracer_provider=spanhooks_capture.provider, recent=2)
+    assert errors.get_error_stats()["last_error_time"] is None
+    errors.handle_error(ValueError("a"), ErrorContext.API, ErrorSeverity.LOW)
+    errors.handle_error(ValueError("b"), ErrorContext.API, "HIGH")
+    errors.handle_error(KeyError("c"), ErrorContext.SESSION, ErrorSeverity.HIGH, "load")
+    stats = errors.get_error_stats()
+    assert stats["total_errors"] == 3
+    assert stats["by_context"] == {"api": 2, "session": 1}
+    assert stats["by_severity"] == {"low": 1, "high": 2}
+    assert stats["by_type"] == {"ValueError": 2, "KeyError": 1}
+    assert [r["message"] for r in stats["recent"]] == ["b", "'c'"]  # bounded to the last two
+    assert stats["recent"][-1]["operation"] == "load"
+    assert stats["last_error_time"] == stats["recent"][-1]["timestamp"]
+    errors.reset_stats()
+    assert errors.get_error_stats()["total_errors"] == 0
+    assert errors.get_error_stats()["recent"] == []
 
 
 def test_an_error_is_recorded_on_the_current_span(
@@ -46,44 +112,59 @@ def test_an_error_is_recorded_on_the_current_span(
         )
     span = spanhooks_capture.span("websocket_communication")
     assert span.status.status_code.name == "ERROR"
+    assert span.status.description == "ConnectionError: WebSocket disconnected"
+    assert dict(span.attributes or {})["error.type"] == "ConnectionError"
     [event] = span.events
     assert event.name == "exception"
     assert (
         dict(event.attributes or {}).items()
         >= {
             "exception.type": "ConnectionError",
+            "exception.message": "WebSocket disconnected",
             "error.context": "websocket",
             "error.severity": "high",
             "error.operation": "websocket_communication",
         }.items()
     )
     assert info.call_id == format(span.context.span_id, "016x")
+    assert info.trace_id == format(span.context.trace_id, "032x")
     assert info.metadata == {"attempt": 2}
 
 
-def test_an_error_outside_any_span_gets_a_span_of_its_own(
+def test_an_error_outside_any_span_gets_a_span_of_its_own_that_handlers_run_in(
     errors: ErrorHandler, spanhooks_capture: Capture
 ) -> None:
-    errors.handle_error(TimeoutError("slow"), "api", "critical")
+    current: list[int] = []
+    errors.register_error_handler(
+        lambda info: current.append(trace.get_current_span().get_span_context().span_id)
+    )
+    info = errors.handle_error(TimeoutError("slow"), "api", "critical")
     span = spanhooks_capture.span("handle_error api")
     assert span.status.status_code.name == "ERROR"
+    assert [e.name for e in span.events] == ["exception"]
+    assert dict(span.attributes or {})["error.type"] == "TimeoutError"
+    assert info.call_id == format(span.context.span_id, "016x")
+    assert current == [span.context.span_id]
+    assert not trace.get_current_span().is_recording()  # and it is no longer current
 
 
-def test_statistics_by_context_severity_and_type(errors: ErrorHandler) -> None:
-    errors.handle_error(ValueError("a"), ErrorContext.API, ErrorSeverity.LOW)
-    errors.handle_error(ValueError("b"), ErrorContext.API, ErrorSeverity.HIGH)
-    errors.handle_error(KeyError("c"), ErrorContext.SESSION, ErrorSeverity.HIGH)
-    stats = errors.get_error_stats()
-    assert stats["total_errors"] == 3
-    assert stats["by_context"] == {"api": 2, "session": 1}
-    assert stats["by_severity"] == {"low": 1, "high": 2}
-    assert stats["by_type"] == {"ValueError": 2, "KeyError": 1}
-    assert [r["message"] for r in stats["recent"]] == ["a", "b", "'c'"]
-    errors.reset_stats()
-    assert errors.get_error_stats()["total_errors"] == 0
+def test_error_type_names_the_module_of_non_builtin_exceptions(
+    errors: ErrorHandler, spanhooks_capture: Capture
+) -> None:
+    class PaymentDeclined(Exception):
+        pass
+
+    errors.handle_error(PaymentDeclined("no funds"), ErrorContext.API)
+    expected = f"{__name__}.{PaymentDeclined.__qualname__}"
+    assert dict(spanhooks_capture.span("handle_error api").attributes or {}) == {
+        "error.type": expected
+    }
+    assert errors.get_error_stats()["by_type"] == {expected: 1}
 
 
-def test_a_raising_handler_is_isolated(errors: ErrorHandler) -> None:
+def test_a_raising_handler_is_isolated_and_the_next_one_still_runs(
+    errors: ErrorHandler, spanhooks_capture: Capture, spanhooks_logs: pytest.LogCaptureFixture
+) -> None:
     after: list[ErrorInfo] = []
 
     def broken(info: ErrorInfo) -> None:
@@ -91,39 +172,83 @@ def test_a_raising_handler_is_isolated(errors: ErrorHandler) -> None:
 
     errors.register_error_handler(broken, priority=10)
     errors.register_error_handler(after.append)
-    errors.handle_error(OSError("disk"), ErrorContext.DATABASE)
-    assert len(after) == 1
+    with spanhooks_capture.tracer.start_as_current_span("query"):
+        info = errors.handle_error(OSError("disk"), ErrorContext.DATABASE)
+    assert after == [info]
+    events = [e.name for e in spanhooks_capture.span("query").events]
+    assert events == ["exception", "spanhooks.callback.error"]
+    assert "handler bug" in spanhooks_logs.text
 
 
-async def test_async_handlers_are_awaited(errors: ErrorHandler) -> None:
-    seen: list[str] = []
+async def test_handle_error_async_awaits_async_handlers_in_priority_order(
+    errors: ErrorHandler,
+) -> None:
+    order: list[str] = []
 
     async def notify(info: ErrorInfo) -> None:
-        seen.append(info.context.value)
+        order.append("async-first")
 
-    errors.register_error_handler(notify, "payments")
-    await errors.handle_error_async(RuntimeError("declined"), ErrorContext.define("payments"))
-    assert seen == ["payments"]
-
-
-def test_user_contexts_are_validated_and_bounded() -> None:
-    assert ErrorContext.define("billing") is ErrorContext.define("billing")
-    with pytest.raises(ValueError, match="lowercase identifier"):
-        ErrorContext.define("Not Valid")
-    with pytest.raises(TypeError, match="exception"):
-        ErrorHandler().handle_error("not an exception")  # type: ignore[arg-type]
+    errors.register_error_handler(lambda info: order.append("sync-second"), "llm", priority=1)
+    errors.register_error_handler(notify, "llm", priority=2)
+    await errors.handle_error_async(RuntimeError("rate limited"), ErrorContext.LLM)
+    assert order == ["async-first", "sync-second"]
 
 
-def test_module_level_functions_match_the_seed(spanhooks_capture: Capture) -> None:
-    from spanhooks.ops import get_error_handler, handle_error, register_error_handler
+def test_the_sync_handle_error_runs_an_async_handler_to_completion(errors: ErrorHandler) -> None:
+    finished: list[str] = []
 
+    async def notify(info: ErrorInfo) -> None:
+        finished.append(info.severity.value)
+
+    errors.register_error_handler(notify, ErrorContext.TOOL)
+    errors.handle_error(RuntimeError("tool failed"), ErrorContext.TOOL, ErrorSeverity.LOW)
+    assert finished == ["low"]
+
+
+def test_an_unregistered_handler_no_longer_runs(errors: ErrorHandler) -> None:
     seen: list[Any] = []
-    handler_id = register_error_handler(
-        lambda info: seen.append(info.error), ErrorContext.WEBSOCKET, priority=100
+    handler_id = errors.register_error_handler(seen.append)
+    assert errors.unregister_error_handler(handler_id) is True
+    assert errors.unregister_error_handler(handler_id) is False
+    errors.handle_error(ValueError("x"))
+    assert seen == []
+
+
+def test_bad_registrations_and_calls_are_refused_at_once(errors: ErrorHandler) -> None:
+    with pytest.raises(ValueError, match="lowercase identifier"):
+        errors.register_error_handler(print, "not valid")
+    with pytest.raises(TypeError, match="not callable"):
+        errors.register_error_handler("print")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="exception"):
+        errors.handle_error("not an exception")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ErrorSeverity"):
+        errors.handle_error(ValueError("x"), severity="catastrophic")
+    assert errors.get_error_stats()["total_errors"] == 0
+
+
+def test_contexts_are_shared_validated_values() -> None:
+    billing = ErrorContext.define("billing")
+    assert ErrorContext("billing") is billing
+    assert ErrorContext.of("BILLING") is billing
+    assert pickle.loads(pickle.dumps(billing)) is billing
+    assert ErrorContext.WEBSOCKET.value == "websocket"
+    assert repr(ErrorContext.UNKNOWN) == "ErrorContext('unknown')"
+    for bad in ("Not Valid", "", "9lives", "*"):
+        with pytest.raises(ValueError, match="lowercase identifier"):
+            ErrorContext.define(bad)
+
+
+def test_a_given_logger_logs_each_error_at_its_severity_level(
+    spanhooks_capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="app.errors")
+    errors = ErrorHandler(
+        tracer_provider=spanhooks_capture.provider, logger=logging.getLogger("app.errors")
     )
-    try:
-        handle_error(ConnectionError("x"), ErrorContext.WEBSOCKET, ErrorSeverity.HIGH, "op")
-        assert len(seen) == 1
-        assert get_error_handler().get_error_stats()["by_context"]["websocket"] >= 1
-    finally:
-        get_error_handler().unregister_error_handler(handler_id)
+    errors.handle_error(ValueError("minor"), ErrorContext.AUDIO, ErrorSeverity.LOW)
+    errors.handle_error(ValueError("fatal"), ErrorContext.AUDIO, ErrorSeverity.CRITICAL, "decode")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "low error in audio"),
+        (logging.CRITICAL, "critical error in audio (decode)"),
+    ]
+    assert caplog.records[1].exc_info is not None

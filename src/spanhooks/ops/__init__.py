@@ -50,9 +50,16 @@ from spanhooks.ops.resources import (
     register_cleanup,
 )
 from spanhooks.ops.router import EventRouter
-from spanhooks.ops.session import SessionState, SessionStatus, SessionTransition, sessions_by_status
+from spanhooks.ops.session import (
+    ALLOWED_TRANSITIONS,
+    SessionState,
+    SessionStatus,
+    SessionTransition,
+    sessions_by_status,
+)
 
 __all__ = [
+    "ALLOWED_TRANSITIONS",
     "Alert",
     "AlertSeverity",
     "CleanupPriority",

@@ -1,34 +1,40 @@
 """Centralised error handling (seed 000): context-specific handlers, severities and statistics.
 
-``handle_error(error, context, severity, operation, metadata)`` records the error on the current
-span (an ``exception`` event and status ERROR; with no span, a zero-length ``handle_error
-{context}`` span so it is never lost), counts it, and runs the handlers registered for its
-context together with the all-context handlers, in one priority order, through the dispatch
-core. Contexts are a bounded set: the built-ins plus those defined with
-:meth:`ErrorContext.define`, so they can label metrics.
+:meth:`ErrorHandler.handle_error` records an error on the current span (an ``exception`` event,
+an ``error.type`` attribute and status ERROR), counts it, and runs the handlers registered for
+its context together with the all-context handlers, in one priority order, through the dispatch
+core. When no span is recording, a ``handle_error {context}`` span is made so the error is never
+lost; it is current while the handlers run (so what they emit nests under it) and ends after.
+
+:func:`handle_error` is synchronous and returns the :class:`ErrorInfo`; an async handler still
+runs to completion (on a private loop, or as a task inside a running loop). The seed's
+``await handle_error(...)`` is ``await handle_error_async(...)`` here: it awaits each handler.
 
 Threading contract: handlers run in the calling thread or task; statistics are guarded by a
-lock that is never held while a handler runs.
+lock that is never held while a handler runs; registering is safe from any thread.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode, TracerProvider
+from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher
+from spanhooks._dispatch import Dispatcher, Route
 from spanhooks._lazy import ProcessWide
 from spanhooks._metrics import ERRORS, counter, register_source
+from spanhooks._spans import live_context
 
 __all__ = [
     "ErrorContext",
@@ -41,14 +47,17 @@ __all__ = [
     "register_error_handler",
 ]
 
-MAX_CONTEXTS = 64
+MAX_CONTEXTS = 64  # contexts label metrics, so they are bounded (built-ins included)
+
+_EVERY = "*"  # the dispatcher key of all-context handlers; never a valid context name
 
 
 class ErrorContext:
-    """Where an error happened: a bounded, validated set of lowercase names.
+    """Where an error happened: one of a bounded, validated set of lowercase identifiers.
 
-    The built-ins are class attributes (``ErrorContext.WEBSOCKET``); define your own once with
-    ``ErrorContext.define("payments")``. Compared and hashed by value.
+    Built-ins: ``WEBSOCKET``, ``AUDIO``, ``SESSION``, ``API``, ``TOOL``, ``LLM``, ``DATABASE``,
+    ``NETWORK``, ``UNKNOWN``. ``ErrorContext.define("payments")`` (or ``ErrorContext("payments")``)
+    returns the one shared instance for a name, creating it on first use. Thread-safe.
     """
 
     _known: ClassVar[dict[str, ErrorContext]] = {}
@@ -64,14 +73,19 @@ class ErrorContext:
     NETWORK: ClassVar[ErrorContext]
     UNKNOWN: ClassVar[ErrorContext]
 
-    __slots__ = ("value",)
+    __slots__ = ("_value",)
+    _value: str
 
-    def __init__(self, value: str) -> None:
-        self.value = value
+    def __new__(cls, value: str) -> ErrorContext:
+        return cls.define(value)
 
     @classmethod
     def define(cls, name: str) -> ErrorContext:
-        """The context called ``name``, created on first use (at most 64 in all)."""
+        """The context called ``name``; ``ValueError`` unless a lowercase identifier, or once
+        :data:`MAX_CONTEXTS` exist."""
+        found = cls._known.get(name) if isinstance(name, str) else None
+        if found is not None:
+            return found
         if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
             raise ValueError(f"an error context is a lowercase identifier, got {name!r}")
         with cls._lock:
@@ -79,48 +93,52 @@ class ErrorContext:
             if found is None:
                 if len(cls._known) >= MAX_CONTEXTS:
                     raise ValueError(f"too many error contexts (limit {MAX_CONTEXTS}); reuse one")
-                found = cls._known[name] = cls(name)
+                found = object.__new__(cls)
+                found._value = name
+                cls._known[name] = found
             return found
 
     @classmethod
     def of(cls, context: ErrorContext | str) -> ErrorContext:
-        """Accept a context or its name."""
-        return context if isinstance(context, ErrorContext) else cls.define(str(context).lower())
+        """``context`` itself, or the context named by a string (case-insensitive)."""
+        if isinstance(context, ErrorContext):
+            return context
+        return cls.define(context.lower() if isinstance(context, str) else context)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ErrorContext) and other.value == self.value
+    @property
+    def value(self) -> str:
+        """The name, as used in span attributes, statistics and metric labels."""
+        return self._value
 
-    def __hash__(self) -> int:
-        return hash(self.value)
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (ErrorContext.define, (self._value,))
 
     def __repr__(self) -> str:
-        return f"ErrorContext({self.value!r})"
+        return f"ErrorContext({self._value!r})"
 
 
-for _name in (
-    "websocket",
-    "audio",
-    "session",
-    "api",
-    "tool",
-    "llm",
-    "database",
-    "network",
-    "unknown",
-):
+for _name in ("websocket", "audio", "session", "api", "tool", "llm", "database", "network"):
     setattr(ErrorContext, _name.upper(), ErrorContext.define(_name))
+ErrorContext.UNKNOWN = ErrorContext.define("unknown")
 
 
 class ErrorSeverity(str, Enum):
+    """How bad an error is; picks the log level when the handler has a logger."""
+
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
 
 
+_LOG_LEVELS = dict(zip(ErrorSeverity, (20, 30, 40, 50), strict=True))  # INFO ... CRITICAL
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
-    """What an error handler receives."""
+    """What an error handler receives. ``timestamp`` is epoch seconds; ``traceback`` the
+    formatted traceback (last 8 KiB); ``call_id``/``trace_id`` (hex) name the span the error
+    was recorded on, so a handler can link an alert to the trace."""
 
     error: BaseException
     context: ErrorContext
@@ -133,28 +151,35 @@ class ErrorInfo:
     trace_id: str | None = None
 
 
-_EVERY = ErrorContext("*")  # the key of all-context handlers; never a real context
-
-
-@dataclass
-class _Stats:
-    total: int = 0
-    by_context: dict[str, int] = field(default_factory=dict)
-    by_severity: dict[str, int] = field(default_factory=dict)
-    by_type: dict[str, int] = field(default_factory=dict)
-    pairs: dict[tuple[str, str], int] = field(default_factory=dict)
-    last_error_time: float | None = None
-
-
 class ErrorHandler:
-    """Records errors on spans, counts them and runs the matching handlers."""
+    """Records errors on spans, counts them and runs the handlers for their context.
 
-    def __init__(self, *, tracer_provider: TracerProvider | None = None, recent: int = 50) -> None:
-        self._dispatcher: Dispatcher[ErrorContext] = Dispatcher(name="errors")
+    ``tracer_provider`` makes the fallback spans (default: the global provider); ``logger``,
+    if given, also logs each handled error at a level set by its severity; ``recent`` bounds
+    the errors kept for :meth:`get_error_stats`.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        logger: logging.Logger | None = None,
+        recent: int = 50,
+    ) -> None:
+        self._dispatcher: Dispatcher[str] = Dispatcher(name="errors")
         self._tracer = trace.get_tracer("spanhooks.errors", tracer_provider=tracer_provider)
+        self._logger = logger
         self._lock = threading.Lock()
-        self._stats = _Stats()
+        self._counts: dict[str, Counter[str]] = {}
+        self._last_error_time: float | None = None
         self._recent: deque[ErrorInfo] = deque(maxlen=recent)
+        self._exported: Counter[tuple[str, str]] = Counter()  # never reset: a Prometheus counter
+        # Handlers are registered under their context's key, all-context ones under _EVERY; one
+        # dispatch runs both route tuples merged by priority (see _routes). Merging, cached per
+        # version of the routing table, rather than registering all-context handlers under every
+        # context key, keeps contexts defined after a handler was registered working unchanged.
+        self._merged: tuple[object, dict[str, tuple[Route, ...]]] = (None, {})
+        self.reset_stats()
         register_source(self)
 
     def register_error_handler(
@@ -162,15 +187,23 @@ class ErrorHandler:
         handler: Callable[[ErrorInfo], Any],
         context: ErrorContext | str | None = None,
         priority: int = 0,
-        *,
         timeout: float | None = None,
     ) -> int:
-        """Run ``handler(info)`` for errors of ``context`` (None: every context); higher
-        priority first. Returns an id for :meth:`unregister_error_handler`."""
-        key = _EVERY if context is None else ErrorContext.of(context)
-        return self._dispatcher.add(handler, {key: handler}, priority=priority, timeout=timeout).id
+        """Run ``handler(info)`` (sync or async) for errors of ``context``; None: every context.
+
+        Higher ``priority`` runs first, context and all-context handlers interleaved; with
+        ``timeout`` the caller stops waiting after that many seconds. Returns an id for
+        :meth:`unregister_error_handler`. A handler that is not callable, or a context that is
+        not a lowercase identifier, is refused here with ``TypeError``/``ValueError``.
+        """
+        key = _EVERY if context is None else ErrorContext.of(context).value
+        registration = self._dispatcher.add(
+            handler, {key: handler}, priority=priority, timeout=timeout, meta={"context": key}
+        )
+        return registration.id
 
     def unregister_error_handler(self, handler_id: int) -> bool:
+        """Remove a handler by id; True if it was registered. Safe while errors are handled."""
         return self._dispatcher.remove(handler_id)
 
     def handle_error(
@@ -181,14 +214,12 @@ class ErrorHandler:
         operation: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> ErrorInfo:
-        """Record, count and dispatch ``error``; returns what handlers received."""
-        info, span, ended = self._record(error, context, severity, operation, metadata)
-        try:
-            routes = self._dispatcher.routes_for(info.context, _EVERY)
-            self._dispatcher.dispatch(routes, info.context.value, (info,), {}, span)
-        finally:
-            if ended is not None:
-                ended.end()
+        """Record, count and dispatch ``error``; returns the ErrorInfo. Never raises a handler's
+        exception: the dispatch core isolates, logs and counts it."""
+        info, span, own = self._record(error, context, severity, operation, metadata)
+        with _own_span(own):
+            key = info.context.value
+            self._dispatcher.dispatch(self._routes(key), key, (info,), {}, span)
         return info
 
     async def handle_error_async(
@@ -199,15 +230,60 @@ class ErrorHandler:
         operation: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> ErrorInfo:
-        """:meth:`handle_error` that awaits async handlers."""
-        info, span, ended = self._record(error, context, severity, operation, metadata)
-        try:
-            routes = self._dispatcher.routes_for(info.context, _EVERY)
-            await self._dispatcher.dispatch_async(routes, info.context.value, (info,), {}, span)
-        finally:
-            if ended is not None:
-                ended.end()
+        """:meth:`handle_error` that awaits async handlers, one after another by priority."""
+        info, span, own = self._record(error, context, severity, operation, metadata)
+        with _own_span(own):
+            key = info.context.value
+            await self._dispatcher.dispatch_async(self._routes(key), key, (info,), {}, span)
         return info
+
+    def get_error_stats(self) -> dict[str, Any]:
+        """Totals by context, severity and exception type, the last error time (epoch seconds,
+        or None) and the most recent errors (bounded), as plain data."""
+        with self._lock:
+            stats: dict[str, Any] = {"total_errors": sum(self._counts["by_context"].values())}
+            stats.update((name, dict(counts)) for name, counts in self._counts.items())
+            stats["last_error_time"] = self._last_error_time
+            recent = list(self._recent)
+        stats["recent"] = [
+            {
+                "type": _type_name(i.error),
+                "message": str(i.error)[:200],
+                "context": i.context.value,
+                "severity": i.severity.value,
+                "operation": i.operation,
+                "timestamp": i.timestamp,
+                "call_id": i.call_id,
+            }
+            for i in recent
+        ]
+        return stats
+
+    def reset_stats(self) -> None:
+        """Forget the statistics (the exported ``spanhooks_errors`` counter keeps counting)."""
+        with self._lock:
+            self._counts = {name: Counter() for name in ("by_context", "by_severity", "by_type")}
+            self._last_error_time = None
+            self._recent.clear()
+
+    def metric_families(self) -> Iterable[Metric]:
+        """The ``spanhooks_errors`` counter by context and severity, read at scrape time."""
+        with self._lock:
+            pairs = [(key, float(n)) for key, n in self._exported.items()]
+        yield counter(ERRORS, pairs)
+
+    def _routes(self, context: str) -> tuple[Route, ...]:
+        """This context's and the all-context handlers in one priority order. Lock-free: the
+        cache belongs to one version of the routing table (replaced on every registration)."""
+        table = self._dispatcher.table
+        cached_for, merged = self._merged
+        if cached_for is not table:
+            merged = {}
+            self._merged = (table, merged)
+        routes = merged.get(context)
+        if routes is None:
+            routes = merged[context] = self._dispatcher.routes_for(context, _EVERY)
+        return routes
 
     def _record(
         self,
@@ -216,92 +292,70 @@ class ErrorHandler:
         severity: ErrorSeverity | str,
         operation: str | None,
         metadata: Mapping[str, Any] | None,
-    ) -> tuple[ErrorInfo, trace.Span, trace.Span | None]:
+    ) -> tuple[ErrorInfo, Span, Span | None]:
+        """Validate, put the error on a span and count it; returns (info, span, our own span)."""
         if not isinstance(error, BaseException):
             raise TypeError(f"handle_error() takes an exception, got {error!r}")
-        where, level = ErrorContext.of(context), ErrorSeverity(severity)
-        span = trace.get_current_span()
-        ended: trace.Span | None = None
+        where = ErrorContext.of(context)
+        level = ErrorSeverity(severity.lower() if isinstance(severity, str) else severity)
+        ctx, _ = live_context()
+        span = trace.get_current_span(ctx)
+        own: Span | None = None
         if not span.is_recording():
-            span = ended = self._tracer.start_span(f"handle_error {where.value}")
+            span = own = self._tracer.start_span(f"handle_error {where.value}", context=ctx)
+        kind = _type_name(error)
         attributes = {"error.context": where.value, "error.severity": level.value}
         if operation:
             attributes["error.operation"] = operation
         span.record_exception(error, attributes=attributes)
-        span.set_attribute("error.type", type(error).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:1024]))
+        span.set_attribute("error.type", kind)
+        span.set_status(Status(StatusCode.ERROR, f"{kind}: {error}"[:1024]))
         sc = span.get_span_context()
-        info = ErrorInfo(
-            error,
-            where,
-            level,
-            operation,
-            dict(metadata or {}),
-            time.time(),
-            "".join(traceback.format_exception(type(error), error, error.__traceback__))[-8192:],
-            format(sc.span_id, "016x") if sc.is_valid else None,
-            format(sc.trace_id, "032x") if sc.is_valid else None,
-        )
-        self._count(info)
-        return info, span, ended
-
-    def _count(self, info: ErrorInfo) -> None:
-        stats = self._stats
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        ids = (format(sc.span_id, "016x"), format(sc.trace_id, "032x")) if sc.is_valid else ()
+        meta = dict(metadata or {})
+        info = ErrorInfo(error, where, level, operation, meta, time.time(), text[-8192:], *ids)
         with self._lock:
-            stats.total += 1
-            for table, key in (
-                (stats.by_context, info.context.value),
-                (stats.by_severity, info.severity.value),
-                (stats.by_type, type(info.error).__qualname__),
-            ):
-                table[key] = table.get(key, 0) + 1
-            pair = (info.context.value, info.severity.value)
-            stats.pairs[pair] = stats.pairs.get(pair, 0) + 1
-            stats.last_error_time = info.timestamp
+            counts = self._counts
+            counts["by_context"][where.value] += 1
+            counts["by_severity"][level.value] += 1
+            counts["by_type"][kind] += 1
+            self._last_error_time = info.timestamp
             self._recent.append(info)
+            self._exported[where.value, level.value] += 1
+        if self._logger is not None:
+            label = f"{where.value} ({operation})" if operation else where.value
+            self._logger.log(
+                _LOG_LEVELS[level], "%s error in %s", level.value, label, exc_info=error
+            )
+        return info, span, own
 
-    def get_error_stats(self) -> dict[str, Any]:
-        """Totals by context, severity and exception type, the last error time, recent errors."""
-        with self._lock:
-            stats = self._stats
-            return {
-                "total_errors": stats.total,
-                "by_context": dict(stats.by_context),
-                "by_severity": dict(stats.by_severity),
-                "by_type": dict(stats.by_type),
-                "last_error_time": stats.last_error_time,
-                "recent": [
-                    {
-                        "type": type(i.error).__qualname__,
-                        "message": str(i.error)[:200],
-                        "context": i.context.value,
-                        "severity": i.severity.value,
-                        "operation": i.operation,
-                        "timestamp": i.timestamp,
-                    }
-                    for i in self._recent
-                ],
-            }
 
-    def reset_stats(self) -> None:
-        with self._lock:
-            self._stats = _Stats()
-            self._recent.clear()
+@contextmanager
+def _own_span(span: Span | None) -> Iterator[None]:
+    """Make ``span`` (ours, as none was recording) current while handlers run, then end it."""
+    if span is None:
+        yield
+        return
+    try:
+        with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+            yield
+    finally:
+        span.end()
 
-    def metric_families(self) -> Iterable[Metric]:
-        with self._lock:
-            pairs = [(key, float(n)) for key, n in self._stats.pairs.items()]
-        yield counter(
-            ERRORS,
-            pairs,
-        )
+
+def _type_name(error: BaseException) -> str:
+    """``ValueError`` for built-ins, ``package.module.Class`` otherwise (OTel ``error.type``)."""
+    cls = type(error)
+    name = cls.__qualname__
+    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"
 
 
 _default = ProcessWide(ErrorHandler)
 
 
 def get_error_handler() -> ErrorHandler:
-    """The process-wide error handler (created on first use)."""
+    """The process-wide :class:`ErrorHandler`, created on first use (thread-safe)."""
     return _default.get()
 
 
@@ -312,7 +366,8 @@ def handle_error(
     operation: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> ErrorInfo:
-    """Handle an error on the process-wide handler, from synchronous code."""
+    """Handle ``error`` on the process-wide handler, synchronously (not awaitable: in async
+    code, ``await handle_error_async(...)`` awaits async handlers)."""
     return get_error_handler().handle_error(error, context, severity, operation, metadata)
 
 
@@ -323,17 +378,16 @@ async def handle_error_async(
     operation: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> ErrorInfo:
-    """Handle an error on the process-wide handler, awaiting async handlers (the seed's
-    ``await handle_error(...)``)."""
-    return await get_error_handler().handle_error_async(
-        error, context, severity, operation, metadata
-    )
+    """Handle ``error`` on the process-wide handler, awaiting async handlers."""
+    handler = get_error_handler()
+    return await handler.handle_error_async(error, context, severity, operation, metadata)
 
 
 def register_error_handler(
     handler: Callable[[ErrorInfo], Any],
     context: ErrorContext | str | None = None,
     priority: int = 0,
+    timeout: float | None = None,
 ) -> int:
-    """Register on the process-wide handler (seed 000's module-level function)."""
-    return get_error_handler().register_error_handler(handler, context, priority)
+    """Register on the process-wide handler (see :meth:`ErrorHandler.register_error_handler`)."""
+    return get_error_handler().register_error_handler(handler, context, priority, timeout)

@@ -1,14 +1,16 @@
 """Session state with status callbacks (seed 000) and Thea's state-change and timeout events.
 
-A :class:`SessionState` moves between :class:`SessionStatus` values along a fixed table of
-allowed transitions; anything else raises ``ValueError`` and changes nothing. Each transition
-is a ``session.status_change`` span event, the Thea event ``on_state_change`` on a
-:class:`~spanhooks.CallbackManager`, and a call of the session's own status callbacks (through the
-dispatch core, in priority order). :meth:`SessionState.check_timeout` moves an idle session to
-TIMED_OUT and fires ``on_session_timeout``.
+A :class:`SessionState` moves between :class:`SessionStatus` values along
+:data:`ALLOWED_TRANSITIONS`; anything else raises ``ValueError`` and changes nothing. Each
+transition is announced three ways: a ``session.status_change`` span event, the Thea event
+``on_state_change(user_id, old_state, new_state)`` on a :class:`~spanhooks.CallbackManager`, and
+the session's own status callbacks, called through the dispatch core in priority order.
+:meth:`SessionState.check_timeout` moves an idle session to TIMED_OUT and also fires Thea's
+``on_session_timeout(user_id, session_id)``. :func:`sessions_by_status` counts live sessions.
 
-Threading contract: the status change itself is atomic under the session's lock; callbacks and
-events run afterwards, outside it, in the calling thread.
+Threading contract: a status change is atomic under the session's lock; the announcements run
+afterwards, outside it, in the calling thread. Two threads changing one session at once both
+announce, each with its own old and new status, in an order that is not guaranteed.
 """
 
 from __future__ import annotations
@@ -29,11 +31,22 @@ from prometheus_client.core import Metric
 from spanhooks._dispatch import Dispatcher
 from spanhooks._manager import CallbackManager
 from spanhooks._metrics import SESSIONS, gauge, register_source
+from spanhooks._setup import get_callback_manager
+from spanhooks._spans import live_context
+from spanhooks.ops.errors import _own_span
 
-__all__ = ["SessionState", "SessionStatus", "SessionTransition", "sessions_by_status"]
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "SessionState",
+    "SessionStatus",
+    "SessionTransition",
+    "sessions_by_status",
+]
 
 
 class SessionStatus(str, Enum):
+    """Where a session is in its life; see :data:`ALLOWED_TRANSITIONS` for the moves."""
+
     INITIALIZING = "initializing"
     ACTIVE = "active"
     PAUSED = "paused"
@@ -41,30 +54,36 @@ class SessionStatus(str, Enum):
     ERROR = "error"
     TIMED_OUT = "timed_out"
 
+    def __str__(self) -> str:
+        return self.value  # so f"{old} → {new}" reads "active → paused" on every Python
 
-ALLOWED: dict[SessionStatus, frozenset[SessionStatus]] = {
-    SessionStatus.INITIALIZING: frozenset(
-        {SessionStatus.ACTIVE, SessionStatus.ERROR, SessionStatus.ENDED}
-    ),
-    SessionStatus.ACTIVE: frozenset(
-        {SessionStatus.PAUSED, SessionStatus.ENDED, SessionStatus.ERROR, SessionStatus.TIMED_OUT}
-    ),
-    SessionStatus.PAUSED: frozenset(
-        {SessionStatus.ACTIVE, SessionStatus.ENDED, SessionStatus.ERROR, SessionStatus.TIMED_OUT}
-    ),
-    SessionStatus.ERROR: frozenset({SessionStatus.ACTIVE, SessionStatus.ENDED}),
-    SessionStatus.ENDED: frozenset(),
-    SessionStatus.TIMED_OUT: frozenset(),
+    @property
+    def allowed_next(self) -> frozenset[SessionStatus]:
+        """The statuses this one may move to (empty for the terminal ENDED and TIMED_OUT)."""
+        return ALLOWED_TRANSITIONS[self]
+
+
+_S = SessionStatus
+ALLOWED_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
+    _S.INITIALIZING: frozenset({_S.ACTIVE, _S.ERROR, _S.ENDED, _S.TIMED_OUT}),
+    _S.ACTIVE: frozenset({_S.PAUSED, _S.ERROR, _S.ENDED, _S.TIMED_OUT}),
+    _S.PAUSED: frozenset({_S.ACTIVE, _S.ERROR, _S.ENDED, _S.TIMED_OUT}),
+    _S.ERROR: frozenset({_S.ACTIVE, _S.ENDED, _S.TIMED_OUT}),
+    _S.ENDED: frozenset(),
+    _S.TIMED_OUT: frozenset(),
 }
-"""Allowed next statuses; ENDED and TIMED_OUT are terminal."""
+"""Allowed moves. ENDED and TIMED_OUT are terminal; ERROR may recover to ACTIVE; every
+non-terminal status may time out."""
 
-_STATUS = "status"
+_STATUS = "status"  # the one dispatcher key of status callbacks
 _live: weakref.WeakSet[SessionState] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class SessionTransition:
+    """One entry of :attr:`SessionState.history`; ``timestamp`` is epoch seconds."""
+
     old: SessionStatus
     new: SessionStatus
     reason: str | None
@@ -72,129 +91,176 @@ class SessionTransition:
 
 
 class SessionState:
-    """One conversation's status, its transitions, callbacks and inactivity timeout."""
+    """One conversation's status, its transitions, status callbacks and inactivity timeout.
+
+    ``manager`` receives the Thea events (default: ``spanhooks.get_callback_manager()``);
+    ``inactivity_timeout`` (seconds, None: never) is what :meth:`check_timeout` enforces;
+    ``tracer_provider`` makes the fallback spans; ``history_size`` bounds :attr:`history`.
+    """
 
     def __init__(
         self,
         conversation_id: str,
         user_id: str | None = None,
-        *,
         inactivity_timeout: float | None = None,
         manager: CallbackManager | None = None,
+        *,
         tracer_provider: TracerProvider | None = None,
         history_size: int = 100,
     ) -> None:
-        if inactivity_timeout is not None and inactivity_timeout <= 0:
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise ValueError(f"conversation_id must be a non-empty str, got {conversation_id!r}")
+        if inactivity_timeout is not None and (
+            isinstance(inactivity_timeout, bool) or not inactivity_timeout > 0
+        ):
             raise ValueError(
-                f"inactivity_timeout must be positive seconds, got {inactivity_timeout}"
+                f"inactivity_timeout must be positive seconds or None, got {inactivity_timeout!r}"
             )
-        if manager is None:
-            from spanhooks._setup import get_callback_manager
-
-            manager = get_callback_manager()
         self.conversation_id = conversation_id
         self.user_id = user_id
         self.inactivity_timeout = inactivity_timeout
-        self._manager = manager
+        self._manager = manager if manager is not None else get_callback_manager()
         self._tracer = trace.get_tracer("spanhooks.session", tracer_provider=tracer_provider)
         self._callbacks: Dispatcher[str] = Dispatcher(name="session")
         self._lock = threading.Lock()
         self._status = SessionStatus.INITIALIZING
         self._last_activity = time.monotonic()
-        self.history: deque[SessionTransition] = deque(maxlen=history_size)
+        self._history: deque[SessionTransition] = deque(maxlen=history_size)
         with _live_lock:
             _live.add(self)
         register_source(_SOURCE)
 
     @property
     def status(self) -> SessionStatus:
+        """The current status (read without locking)."""
         return self._status
+
+    @property
+    def history(self) -> list[SessionTransition]:
+        """The most recent transitions, oldest first (a snapshot, bounded by history_size)."""
+        with self._lock:
+            return list(self._history)
 
     def register_status_callback(
         self,
         callback: Callable[[SessionStatus, SessionStatus, SessionState], Any],
         priority: int = 0,
-        *,
         timeout: float | None = None,
     ) -> int:
-        """Call ``callback(old_status, new_status, session)`` on every transition; returns an id."""
+        """Call ``callback(old_status, new_status, session)`` (sync or async) on every
+        transition, higher ``priority`` first; returns an id for
+        :meth:`unregister_status_callback`. A raising callback is logged and skipped."""
         return self._callbacks.add(
             callback, {_STATUS: callback}, priority=priority, timeout=timeout
         ).id
 
     def unregister_status_callback(self, callback_id: int) -> bool:
+        """Remove a status callback by id; True if it was registered."""
         return self._callbacks.remove(callback_id)
 
     def touch(self) -> None:
-        """Record activity (resets the inactivity timer)."""
+        """Record activity now: restarts the inactivity clock. Cheap and thread-safe."""
         self._last_activity = time.monotonic()
 
     def update_status(self, new_status: SessionStatus | str, reason: str | None = None) -> bool:
-        """Move to ``new_status``; False if already there, ``ValueError`` if not allowed."""
-        new = SessionStatus(new_status)
-        with self._lock:
-            old = self._status
-            if new is old:
-                return False
-            if new not in ALLOWED[old]:
-                allowed = ", ".join(sorted(s.value for s in ALLOWED[old])) or "none (terminal)"
-                raise ValueError(
-                    f"session {self.conversation_id}: cannot go from {old.value} to {new.value}; "
-                    f"allowed: {allowed}"
-                )
-            self._status = new
-            self.history.append(SessionTransition(old, new, reason, time.time()))
-        self.touch()
-        self._announce(old, new, reason)
+        """Move to ``new_status`` and announce it; True if the status changed.
+
+        Already there: False, nothing announced. Not allowed from the current status:
+        ``ValueError`` naming the allowed next statuses, and nothing changes.
+        """
+        transition = self._change(SessionStatus(new_status), reason)
+        if transition is None:
+            return False
+        self._announce(transition, timed_out=False)
         return True
 
     def check_timeout(self, now: float | None = None) -> bool:
-        """Time the session out if idle longer than ``inactivity_timeout``; True if it did."""
-        if self.inactivity_timeout is None or self._status in (
-            SessionStatus.ENDED,
-            SessionStatus.TIMED_OUT,
-        ):
-            return False
-        idle = (now if now is not None else time.monotonic()) - self._last_activity
-        if idle <= self.inactivity_timeout:
-            return False
-        try:
-            changed = self.update_status(SessionStatus.TIMED_OUT, f"inactive for {idle:.1f}s")
-        except ValueError:
-            return False
-        if changed:
-            self._manager.trigger(
-                "on_session_timeout", user_id=self.user_id, session_id=self.conversation_id
-            )
-        return changed
+        """Time the session out if idle longer than ``inactivity_timeout``; True if it did.
 
-    def _announce(self, old: SessionStatus, new: SessionStatus, reason: str | None) -> None:
+        ``now`` is a ``time.monotonic()`` reading (default: the current one). The move to
+        TIMED_OUT and Thea's ``on_session_timeout`` happen at most once per session.
+        """
+        if self.inactivity_timeout is None:
+            return False
+        now = time.monotonic() if now is None else now
+        transition = self._change(
+            SessionStatus.TIMED_OUT,
+            f"inactive for more than {self.inactivity_timeout:g}s",
+            idle_before=now - self.inactivity_timeout,
+        )
+        if transition is None:
+            return False
+        self._announce(transition, timed_out=True)
+        return True
+
+    def _change(
+        self, new: SessionStatus, reason: str | None, idle_before: float | None = None
+    ) -> SessionTransition | None:
+        """The state change itself, under the lock; no user code runs here.
+
+        With ``idle_before``, change only if the last activity was before it (a timeout).
+        """
+        with self._lock:
+            old = self._status
+            if idle_before is not None and (
+                not ALLOWED_TRANSITIONS[old] or self._last_activity >= idle_before
+            ):
+                return None
+            if new is old:
+                return None
+            if new not in ALLOWED_TRANSITIONS[old]:
+                allowed = ", ".join(s.value for s in _S if s in ALLOWED_TRANSITIONS[old])
+                raise ValueError(
+                    f"session {self.conversation_id}: cannot go from {old.value} to {new.value}; "
+                    f"allowed: {allowed or 'none (terminal)'}"
+                )
+            self._status = new
+            self._last_activity = time.monotonic()
+            transition = SessionTransition(old, new, reason, time.time())
+            self._history.append(transition)
+        return transition
+
+    def _announce(self, transition: SessionTransition, *, timed_out: bool) -> None:
+        """Span event, Thea event(s) and status callbacks, outside the lock.
+
+        With no recording span, a ``session {status}`` span is made and is current while the
+        Thea events and callbacks run, so the whole transition is one span.
+        """
+        old, new = transition.old, transition.new
         attributes = {
             "session.id": self.conversation_id,
             "session.old_status": old.value,
             "session.new_status": new.value,
         }
-        if reason:
-            attributes["session.reason"] = reason
-        span = trace.get_current_span()
+        if transition.reason:
+            attributes["session.reason"] = transition.reason
+        ctx, _ = live_context()
+        span = trace.get_current_span(ctx)
         own = None
         if not span.is_recording():
-            span = own = self._tracer.start_span(f"session {new.value}")
+            span = own = self._tracer.start_span(
+                f"session {new.value}", context=ctx, attributes={"session.id": self.conversation_id}
+            )
         span.add_event("session.status_change", attributes)
-        try:
+        with _own_span(own):
             self._manager.trigger(
                 "on_state_change", user_id=self.user_id, old_state=old.value, new_state=new.value
             )
-            self._callbacks.dispatch(
-                self._callbacks.routes(_STATUS), _STATUS, (old, new, self), {}, span
-            )
-        finally:
-            if own is not None:
-                own.end()
+            routes = self._callbacks.routes(_STATUS)
+            if routes:
+                self._callbacks.dispatch(routes, _STATUS, (old, new, self), {}, span)
+            if timed_out:
+                self._manager.trigger(
+                    "on_session_timeout", user_id=self.user_id, session_id=self.conversation_id
+                )
+
+    def __repr__(self) -> str:
+        return f"SessionState({self.conversation_id!r}, status={self._status.value})"
 
 
 def sessions_by_status() -> dict[str, int]:
-    """How many live sessions are in each status."""
+    """How many live (not yet garbage-collected) sessions are in each status, every status
+    listed. For metrics and dashboards; thread-safe."""
     with _live_lock:
         sessions = list(_live)
     counts = dict.fromkeys((s.value for s in SessionStatus), 0)
@@ -204,11 +270,11 @@ def sessions_by_status() -> dict[str, int]:
 
 
 class _Sessions:
+    """The ``spanhooks_sessions`` gauge, computed from the live sessions at scrape time."""
+
     def metric_families(self) -> Iterable[Metric]:
-        yield gauge(
-            SESSIONS,
-            [((status,), float(n)) for status, n in sessions_by_status().items()],
-        )
+        counts = sessions_by_status()
+        yield gauge(SESSIONS, [((status,), float(n)) for status, n in counts.items()])
 
 
 _SOURCE = _Sessions()
