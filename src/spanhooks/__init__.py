@@ -20,6 +20,7 @@ from spanhooks._context import (
     current_call,
     propagate,
 )
+from spanhooks._decorators import agent, instrument, llm, tool, workflow
 from spanhooks._dispatch import Dispatcher, DispatchMode, DispatchObserver, Priority
 from spanhooks._events import EventSet, EventSpec, Phase, end, point, start
 from spanhooks._jsonl import JsonlSpanExporter
@@ -40,12 +41,14 @@ from spanhooks._setup import (
 from spanhooks._version import __version__
 from spanhooks.vocab import (
     BUILTIN_EVENT_SETS,
+    GENAI,
     LLMPROC,
     LOGILLM,
     MEETING,
     THEA,
     CallbackEvent,
     CallbackType,
+    GenAIEvent,
     MeetingEventType,
 )
 
@@ -65,6 +68,7 @@ declare = _default.declare
 
 __all__ = [
     "BUILTIN_EVENT_SETS",
+    "GENAI",
     "LLMPROC",
     "LOGILLM",
     "MEETING",
@@ -83,6 +87,7 @@ __all__ = [
     "EventRecord",
     "EventSet",
     "EventSpec",
+    "GenAIEvent",
     "IsolatedSpanProcessor",
     "JSONLCallback",
     "JsonlSpanExporter",
@@ -94,6 +99,7 @@ __all__ = [
     "Telemetry",
     "__version__",
     "add_span_processor",
+    "agent",
     "build_trees",
     "child_env",
     "clear",
@@ -107,7 +113,9 @@ __all__ = [
     "force_flush",
     "format_trees",
     "get_callback_manager",
+    "instrument",
     "is_enabled",
+    "llm",
     "mark_process_dead",
     "on",
     "on_span",
@@ -119,6 +127,8 @@ __all__ = [
     "setup",
     "shutdown",
     "start",
+    "tool",
     "trigger",
     "unregister",
+    "workflow",
 ]

@@ -1,0 +1,517 @@
+"""Decorators that turn a function into a traced call: ``@instrument``, ``@workflow``,
+``@agent``, ``@tool`` and ``@llm``.
+
+Each call of a decorated function emits the matching start and end event of the ``genai`` set
+(:class:`~spanhooks.GenAIEvent`), so it becomes a span named and attributed by the GenAI
+conventions and every callback registered for those events runs. Functions, coroutine
+functions, generators and async generators are all supported; the wrapper is of the same kind,
+so ``inspect.iscoroutinefunction`` and friends, ``functools.wraps`` metadata and the signature
+are preserved. Return values pass through untouched and exceptions are recorded on the span and
+re-raised unchanged.
+
+Streams: a generator's span starts at its first ``next()`` and ends when the stream is exhausted
+(OK), fails (ERROR, exception recorded), or is closed early by ``break``, ``return``, an
+exception in the consumer or garbage collection (``spanhooks.stream.closed_early``, status
+unset); task cancellation is an error, as in the SDK's own ``use_span``. The first item yielded
+records ``gen_ai.response.time_to_first_chunk`` and fires ``first_chunk``. The span is current
+only while the generator's own code runs, attached and detached around each step in the same
+thread or task, never across a ``yield``: that is what lets a stream be abandoned, finalised in
+another task or collected by the GC without OpenTelemetry's "Failed to detach context" error.
+
+Threading contract: a decorated function may be called from any thread or task at once; each
+call keeps its own span and context.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+from spanhooks._manager import CallbackManager
+from spanhooks.vocab.genai import TIME_TO_FIRST_CHUNK, GenAIEvent
+
+__all__ = ["agent", "instrument", "llm", "tool", "workflow"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CLOSED_EARLY = "spanhooks.stream.closed_early"
+CHUNKS = "spanhooks.stream.chunks"
+
+
+class _Plan:
+    """What one decorated function emits, worked out once when it is decorated."""
+
+    __slots__ = (
+        "end",
+        "extra",
+        "label",
+        "manager",
+        "model_param",
+        "params",
+        "skip",
+        "start",
+        "varargs",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        start: GenAIEvent,
+        end: GenAIEvent,
+        label: str,
+        manager: CallbackManager | None,
+        extra: tuple[Any, ...] = (),
+        model_param: bool = False,
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.label = label
+        self.extra = extra
+        self.model_param = model_param
+        if manager is None:
+            from spanhooks._setup import get_callback_manager
+
+            manager = get_callback_manager()
+        self.manager = manager
+        try:
+            parameters = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # some builtins and C functions have no signature
+            parameters = []  # type: ignore[assignment]
+        positional = [
+            p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        self.skip = 1 if positional and positional[0] in ("self", "cls") else 0
+        self.params = tuple(positional)
+        self.varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+    def inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name (``self``/``cls`` left out; extra
+        positionals under ``args``)."""
+        skip = self.skip
+        inputs = dict(zip(self.params[skip:], args[skip:], strict=False))
+        if self.varargs and len(args) > len(self.params):
+            inputs["args"] = args[len(self.params) :]
+        if kwargs:
+            inputs.update(kwargs)
+        return inputs
+
+    def start_args(self, inputs: dict[str, Any]) -> tuple[Any, ...]:
+        if self.model_param:  # @llm without model=: the call's own ``model`` argument
+            model = inputs.get("model")
+            return (model if isinstance(model, str) else self.label, inputs, *self.extra)
+        return (self.label, inputs, *self.extra)
+
+
+class _Call:
+    """One running call of a decorated function: its call id, span context and stream state."""
+
+    __slots__ = ("call_id", "chunks", "ctx", "first_chunk", "label", "last", "plan", "started")
+
+    def __init__(self, plan: _Plan, label: Any, call_id: str | None, ctx: Context | None) -> None:
+        self.plan = plan
+        self.label = label
+        self.call_id = call_id
+        self.ctx = ctx
+        self.started = time.monotonic()
+        self.chunks = 0
+        self.first_chunk = 0.0
+        self.last: Any = None
+
+    def span(self) -> trace.Span:
+        return trace.get_current_span(self.ctx) if self.ctx is not None else trace.INVALID_SPAN
+
+    def chunk(self, item: Any) -> float | None:
+        """Note one yielded item; on the first, set time to first chunk and return it."""
+        self.chunks += 1
+        self.last = item
+        if self.chunks != 1:
+            return None
+        self.first_chunk = time.monotonic() - self.started
+        self.span().set_attribute(TIME_TO_FIRST_CHUNK, self.first_chunk)
+        return self.first_chunk
+
+    def stream_end(self, closed_early: bool) -> None:
+        span = self.span()
+        span.set_attribute(CHUNKS, self.chunks)
+        if closed_early:
+            span.set_attribute(CLOSED_EARLY, True)
+
+
+def _open(plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    inputs = plan.inputs(args, kwargs)
+    return plan.start_args(inputs)
+
+
+def _begin(plan: _Plan, start_args: tuple[Any, ...], call_id: str | None) -> _Call:
+    """The call after its start was emitted: the start left the new span's context current."""
+    ctx = otel_context.get_current() if call_id is not None else None
+    return _Call(plan, start_args[0], call_id, ctx)
+
+
+def _restore(caller: Context) -> None:
+    """Make the caller's context current again (the start attached the call's, token-less)."""
+    if otel_context.get_current() is not caller:
+        otel_context.attach(caller)
+
+
+def _attach(ctx: Context | None) -> object:
+    return otel_context.attach(ctx) if ctx is not None else None
+
+
+def _detach(token: object) -> None:
+    if token is not None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def _wrap(fn: F, plan: _Plan) -> F:
+    manager = plan.manager
+    start, end = plan.start, plan.end
+    if inspect.isasyncgenfunction(fn):
+        return _wrap_async_generator(fn, plan)  # type: ignore[return-value]
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(fn, plan)  # type: ignore[return-value]
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            if not manager._enabled:
+                return await fn(*args, **kwargs)
+            caller = otel_context.get_current()
+            start_args = _open(plan, args, kwargs)
+            call_id = await manager.emit_async(start, *start_args)
+            label = start_args[0]
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                await manager.emit_async(end, label, None, exc, call_id=call_id)
+                _restore(caller)
+                raise
+            await manager.emit_async(end, label, result, None, call_id=call_id)
+            _restore(caller)
+            return result
+
+        return call_async  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not manager._enabled:
+            return fn(*args, **kwargs)
+        caller = otel_context.get_current()
+        start_args = _open(plan, args, kwargs)
+        call_id = manager.emit(start, *start_args)
+        label = start_args[0]
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            manager.emit(end, label, None, exc, call_id=call_id)
+            _restore(caller)
+            raise
+        manager.emit(end, label, result, None, call_id=call_id)
+        _restore(caller)
+        return result
+
+    return call  # type: ignore[return-value]
+
+
+def _wrap_generator(
+    fn: Callable[..., Generator[Any, Any, Any]], plan: _Plan
+) -> Callable[..., Generator[Any, Any, Any]]:
+    manager = plan.manager
+
+    @functools.wraps(fn)
+    def stream(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        inner = fn(*args, **kwargs)
+        if not manager._enabled:
+            return (yield from inner)
+        caller = otel_context.get_current()
+        start_args = _open(plan, args, kwargs)
+        call = _begin(plan, start_args, manager.emit(plan.start, *start_args))
+        _restore(caller)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            token = _attach(call.ctx)
+            try:
+                item = inner.throw(thrown) if thrown is not None else inner.send(sent)
+            except StopIteration as stop:
+                _detach(token)
+                _finish(call, stop.value, None)
+                return stop.value
+            except BaseException as exc:
+                _detach(token)
+                _finish(call, None, exc)
+                raise
+            try:
+                if call.chunk(item) is not None:
+                    manager.emit(GenAIEvent.FIRST_CHUNK, call.label, call.first_chunk)
+            finally:
+                _detach(token)
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:  # close(): break, return, GC of an unfinished stream
+                token = _attach(call.ctx)
+                try:
+                    inner.close()
+                except BaseException as exc:
+                    _detach(token)
+                    _finish(call, None, exc)
+                    raise
+                _detach(token)
+                _finish(call, None, None, closed_early=True)
+                raise
+            except BaseException as exc:  # throw(): passed on to the stream's own code
+                thrown = exc
+
+    return stream
+
+
+def _wrap_async_generator(
+    fn: Callable[..., AsyncGenerator[Any, Any]], plan: _Plan
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    manager = plan.manager
+
+    @functools.wraps(fn)
+    async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        inner = fn(*args, **kwargs)
+        if not manager._enabled:
+            async for item in inner:
+                yield item
+            return
+        caller = otel_context.get_current()
+        start_args = _open(plan, args, kwargs)
+        call = _begin(plan, start_args, await manager.emit_async(plan.start, *start_args))
+        _restore(caller)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            token = _attach(call.ctx)
+            try:
+                if thrown is not None:
+                    item = await inner.athrow(thrown)
+                else:
+                    item = await inner.asend(sent)
+            except StopAsyncIteration:
+                _detach(token)
+                await _finish_async(call, None, None)
+                return
+            except BaseException as exc:
+                _detach(token)
+                await _finish_async(call, None, exc)
+                raise
+            try:
+                if call.chunk(item) is not None:
+                    await manager.emit_async(GenAIEvent.FIRST_CHUNK, call.label, call.first_chunk)
+            finally:
+                _detach(token)
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:  # aclose(): break, return, cancellation, GC finaliser
+                token = _attach(call.ctx)
+                try:
+                    await inner.aclose()
+                except BaseException as exc:
+                    _detach(token)
+                    await _finish_async(call, None, exc)
+                    raise
+                _detach(token)
+                await _finish_async(call, None, None, closed_early=True)
+                raise
+            except BaseException as exc:
+                thrown = exc
+
+    return stream
+
+
+def _finish(
+    call: _Call, value: Any, error: BaseException | None, closed_early: bool = False
+) -> None:
+    call.stream_end(closed_early)
+    output = (
+        value if value is not None else call.last if call.plan.end is GenAIEvent.LLM_END else None
+    )
+    call.plan.manager.emit(call.plan.end, call.label, output, error, call_id=call.call_id)
+
+
+async def _finish_async(
+    call: _Call, value: Any, error: BaseException | None, closed_early: bool = False
+) -> None:
+    call.stream_end(closed_early)
+    output = (
+        value if value is not None else call.last if call.plan.end is GenAIEvent.LLM_END else None
+    )
+    await call.plan.manager.emit_async(
+        call.plan.end, call.label, output, error, call_id=call.call_id
+    )
+
+
+def _decorator(
+    fn: Callable[..., Any] | None,
+    make: Callable[[Callable[..., Any]], _Plan],
+) -> Any:
+    def decorate(target: Callable[..., Any]) -> Any:
+        if not callable(target):
+            raise TypeError(f"can only decorate a function or method, got {target!r}")
+        return _wrap(target, make(target))
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def _check_name(name: str | None) -> None:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty str or None, got {name!r}")
+
+
+def _name_of(fn: Callable[..., Any], name: str | None, *, qualified: bool = True) -> str:
+    """``name`` if given, else the function's qualified name (or plain name)."""
+    if name is not None:
+        return name
+    found = getattr(fn, "__qualname__" if qualified else "__name__", None)
+    return found if isinstance(found, str) else getattr(fn, "__name__", None) or repr(fn)
+
+
+@overload
+def instrument(fn: F, /) -> F: ...
+@overload
+def instrument(
+    *, name: str | None = None, manager: CallbackManager | None = None
+) -> Callable[[F], F]: ...
+def instrument(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    manager: CallbackManager | None = None,
+) -> Any:
+    """Trace each call as a span named after the function (``task_start``/``task_end``)."""
+    _check_name(name)
+    return _decorator(
+        fn,
+        lambda f: _Plan(f, GenAIEvent.TASK_START, GenAIEvent.TASK_END, _name_of(f, name), manager),
+    )
+
+
+@overload
+def workflow(fn: F, /) -> F: ...
+@overload
+def workflow(
+    *, name: str | None = None, manager: CallbackManager | None = None
+) -> Callable[[F], F]: ...
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    manager: CallbackManager | None = None,
+) -> Any:
+    """Trace each call as a ``workflow {name}`` span: the root of a pipeline run."""
+    _check_name(name)
+    return _decorator(
+        fn,
+        lambda f: _Plan(
+            f, GenAIEvent.WORKFLOW_START, GenAIEvent.WORKFLOW_END, _name_of(f, name), manager
+        ),
+    )
+
+
+@overload
+def agent(fn: F, /) -> F: ...
+@overload
+def agent(
+    *, name: str | None = None, manager: CallbackManager | None = None
+) -> Callable[[F], F]: ...
+def agent(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    manager: CallbackManager | None = None,
+) -> Any:
+    """Trace each call as an ``invoke_agent {name}`` span with ``gen_ai.agent.name``."""
+    _check_name(name)
+    return _decorator(
+        fn,
+        lambda f: _Plan(
+            f, GenAIEvent.AGENT_START, GenAIEvent.AGENT_END, _name_of(f, name), manager
+        ),
+    )
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(
+    *, name: str | None = None, manager: CallbackManager | None = None
+) -> Callable[[F], F]: ...
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    manager: CallbackManager | None = None,
+) -> Any:
+    """Trace each call as an ``execute_tool {name}`` span; its arguments and result are the
+    tool call's (recorded only when content capture is on)."""
+    _check_name(name)
+    return _decorator(
+        fn,
+        lambda f: _Plan(
+            f,
+            GenAIEvent.TOOL_CALL_START,
+            GenAIEvent.TOOL_CALL_END,
+            _name_of(f, name, qualified=False),
+            manager,
+        ),
+    )
+
+
+@overload
+def llm(fn: F, /) -> F: ...
+@overload
+def llm(
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    operation: str = "chat",
+    manager: CallbackManager | None = None,
+) -> Callable[[F], F]: ...
+def llm(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    operation: str = "chat",
+    manager: CallbackManager | None = None,
+) -> Any:
+    """Trace each call as a model call: a CLIENT span ``{operation} {model}``.
+
+    Without ``model`` the call's own ``model`` argument names it. Response model, finish
+    reasons and token usage are read from the return value (an OpenAI- or Anthropic-shaped
+    response or dict), or from the last chunk a streaming call yields.
+    """
+    if not isinstance(operation, str) or not operation:
+        raise ValueError(f"operation must be a non-empty str, got {operation!r}")
+    for label, value in (("model", model), ("provider", provider)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"{label} must be a non-empty str or None, got {value!r}")
+    return _decorator(
+        fn,
+        lambda f: _Plan(
+            f,
+            GenAIEvent.LLM_START,
+            GenAIEvent.LLM_END,
+            model or "",
+            manager,
+            extra=(provider, operation),
+            model_param=model is None,
+        ),
+    )

@@ -1,0 +1,180 @@
+"""spanhooks' own GenAI vocabulary: the events the decorators fire (``@agent``, ``@tool``...).
+
+Each kind of call is a start/end pair shaped by the OpenTelemetry GenAI conventions: workflows
+and plain functions (``task``), agents (``invoke_agent {name}``), tool calls
+(``execute_tool {name}``) and model calls (``chat {model}``, a CLIENT span with token usage read
+from the response). ``first_chunk`` marks the first item a streaming call yields. Inputs,
+outputs, tool arguments and results are content, recorded only on opt-in; callbacks always
+receive them. Users may emit these events themselves too: ``emit(GenAIEvent.TOOL_CALL_START,
+"search", {"q": "otel"})``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.trace import SpanKind
+
+from spanhooks._events import Bound, EventSet, end, point, start
+from spanhooks.vocab._genai import request_attributes, response_attributes
+
+__all__ = ["GENAI", "TIME_TO_FIRST_CHUNK", "GenAIEvent"]
+
+TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+"""Seconds from the start of a streaming call to its first chunk (GenAI conventions)."""
+
+_INPUT = "spanhooks.input"
+_OUTPUT = "spanhooks.output"
+
+
+class GenAIEvent(str, Enum):
+    """The events of the ``genai`` set; the values are the method names class callbacks use."""
+
+    WORKFLOW_START = "workflow_start"
+    WORKFLOW_END = "workflow_end"
+    AGENT_START = "agent_start"
+    AGENT_END = "agent_end"
+    TASK_START = "task_start"
+    TASK_END = "task_end"
+    TOOL_CALL_START = "tool_call_start"
+    TOOL_CALL_END = "tool_call_end"
+    LLM_START = "llm_start"
+    LLM_END = "llm_end"
+    FIRST_CHUNK = "first_chunk"
+
+
+def _error(bound: Bound) -> BaseException | str | None:
+    error = bound.get("error")
+    if error is None or isinstance(error, BaseException):
+        return error
+    return str(error)
+
+
+def _llm_name(bound: Bound) -> str:
+    operation = bound.get("operation") or "chat"
+    model = bound.get("model")
+    return f"{operation} {model}" if model else str(operation)
+
+
+def _llm_start(bound: Bound) -> dict[str, Any]:
+    attrs = request_attributes(bound.get("inputs"))
+    attrs[gen_ai.GEN_AI_OPERATION_NAME] = str(bound.get("operation") or "chat")
+    model = bound.get("model")
+    if isinstance(model, str):
+        attrs[gen_ai.GEN_AI_REQUEST_MODEL] = model
+    provider = bound.get("provider")
+    if isinstance(provider, str):
+        attrs[gen_ai.GEN_AI_PROVIDER_NAME] = provider
+    return attrs
+
+
+def _pair(
+    kind: str,
+    label: str,
+    *,
+    span_name: str,
+    operation: str | None,
+    label_attribute: str | None,
+    input_arg: str = "inputs",
+    input_attribute: str = _INPUT,
+    output_arg: str = "output",
+    output_attribute: str = _OUTPUT,
+) -> list[Any]:
+    named = {label: label_attribute} if label_attribute else {}
+    return [
+        start(
+            f"{kind}_start",
+            label,
+            input_arg,
+            span_name=span_name,
+            operation=operation,
+            attributes={**named, input_arg: input_attribute},
+            content={input_arg},
+            key=label,
+            doc=f"A {kind.replace('_', ' ')} starts; ``{input_arg}`` are its arguments by name.",
+        ),
+        end(
+            f"{kind}_end",
+            label,
+            output_arg,
+            "error",
+            attributes={**named, output_arg: output_attribute},
+            content={output_arg},
+            key=label,
+            error=_error,
+            record_args=False,
+            doc=f"A {kind.replace('_', ' ')} ends with ``{output_arg}``, or failed with ``error``.",
+        ),
+    ]
+
+
+GENAI = EventSet(
+    "genai",
+    [
+        *_pair(
+            "workflow",
+            "name",
+            span_name="workflow {name}",
+            operation="workflow",
+            label_attribute="spanhooks.workflow.name",
+        ),
+        *_pair(
+            "agent",
+            "agent_name",
+            span_name="invoke_agent {agent_name}",
+            operation="invoke_agent",
+            label_attribute=gen_ai.GEN_AI_AGENT_NAME,
+        ),
+        *_pair("task", "name", span_name="{name}", operation=None, label_attribute=None),
+        *_pair(
+            "tool_call",
+            "tool_name",
+            span_name="execute_tool {tool_name}",
+            operation="execute_tool",
+            label_attribute=gen_ai.GEN_AI_TOOL_NAME,
+            input_arg="arguments",
+            input_attribute=gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS,
+            output_arg="result",
+            output_attribute=gen_ai.GEN_AI_TOOL_CALL_RESULT,
+        ),
+        start(
+            "llm_start",
+            "model",
+            "inputs",
+            "provider",
+            "operation",
+            span_name=_llm_name,
+            kind=SpanKind.CLIENT,
+            extract=_llm_start,
+            content={"inputs"},
+            attributes={"inputs": _INPUT},
+            record_args=False,
+            doc="A model call starts: ``inputs`` are its arguments by name.",
+        ),
+        end(
+            "llm_end",
+            "model",
+            "output",
+            "error",
+            extract=lambda bound: response_attributes(bound.get("output")),
+            content={"output"},
+            attributes={"output": _OUTPUT},
+            error=_error,
+            record_args=False,
+            doc="A model call ends; model, finish reasons and token usage are read from "
+            "``output`` (a response object or dict, or a stream's last chunk).",
+        ),
+        point(
+            "first_chunk",
+            "name",
+            "seconds",
+            attributes={"seconds": TIME_TO_FIRST_CHUNK},
+            record_args=False,
+            doc="A streaming call yielded its first chunk ``seconds`` after it started.",
+        ),
+    ],
+    enum=GenAIEvent,
+)
+"""The decorators' events, declared by every :class:`~spanhooks.CallbackManager` by default."""
