@@ -1,9 +1,12 @@
-"""The ``spanhooks`` command: ``demo`` runs the simulated agent, ``view`` prints a trace file,
-``replay`` sends one to an OTLP endpoint, ``html`` draws one as a waterfall page."""
+"""The ``spanhooks`` command: ``demo`` runs the simulated agent, ``run`` runs a program with
+spanhooks set up from the environment, ``view`` prints a trace file, ``replay`` sends one to an
+OTLP endpoint, ``html`` draws one as a waterfall page."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import runpy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +45,36 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(f"{len(result.spans)} spans written to {path.resolve()}")
     print(f"view again with: spanhooks view {path}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Set up from the environment, then run the script or module as ``__main__``.
+
+    Exit flushes every finished span (atexit and SIGTERM hooks installed by ``setup``).
+    """
+    from spanhooks._setup import setup
+
+    telemetry = setup()
+    if telemetry.jsonl_path is not None:
+        print(f"spanhooks: writing spans to {telemetry.jsonl_path.resolve()}", file=sys.stderr)
+    target: str = args.target
+    sys.argv = [target, *args.args]
+    try:
+        if args.module:
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            if not os.path.exists(target):
+                raise FileNotFoundError(2, "No such file", target)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
     return 0
 
 
@@ -104,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics and /health on 127.0.0.1:PORT while the demo runs (0: any free port)",
     )
     demo.set_defaults(run=_demo)
+    run = commands.add_parser(
+        "run",
+        help="run a Python script (or -m module) with spanhooks set up from OTEL_*/SPANHOOKS_*",
+    )
+    run.add_argument("-m", dest="module", action="store_true", help="run a module, like python -m")
+    run.add_argument("target", help="the script's path (or with -m, the module's name)")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
+    run.set_defaults(run=_run)
     view = commands.add_parser("view", help="print a JSONL trace file as trees")
     view.add_argument("file", help="a JSONL file written by spanhooks (either format)")
     view.add_argument("--color", action="store_true", help="colour the output")

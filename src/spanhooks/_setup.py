@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client.registry import CollectorRegistry
 
@@ -40,7 +41,7 @@ from spanhooks._multiprocess import MultiprocessMirror, multiprocess_dir
 from spanhooks._multiprocess import registry as multiprocess_registry
 from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
 from spanhooks._server import MetricsServer, start_metrics_server
-from spanhooks._signals import add_termination_hook
+from spanhooks._signals import add_termination_hook, remove_termination_hook
 
 __all__ = [
     "Telemetry",
@@ -49,6 +50,7 @@ __all__ = [
     "get_callback_manager",
     "setup",
     "shutdown",
+    "uninstall",
 ]
 
 logger = logging.getLogger("spanhooks")
@@ -82,6 +84,10 @@ class Telemetry:
     mirror: MultiprocessMirror | None = None
     """Copies metrics to prometheus_client's multiprocess directory, when that mode is on."""
     exporters: list[AccountedExporter] = field(default_factory=list)
+    pipeline: _Pipeline | None = None
+    """The one processor on the provider that holds all of the above."""
+    policy: AttributePolicy | None = None
+    """The manager's attribute policy before :func:`setup`, restored by :func:`uninstall`."""
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -156,6 +162,7 @@ def setup(
         if _active is not None:
             return _active
         target = manager or _manager
+        previous_policy = target._mapper.policy
         policy = AttributePolicy(
             capture_content=capture_content_from_env()
             if capture_content is None
@@ -168,6 +175,7 @@ def setup(
             return _active
         provider, owns = _provider(tracer_provider, service_name)
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
+        telemetry.policy = previous_policy
         port = metrics_port if metrics_port is not None else _env_port()
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
@@ -241,9 +249,40 @@ def _provider(
     return provider, True
 
 
+class _Pipeline(SpanProcessor):
+    """spanhooks' processors as the one processor it adds to a TracerProvider.
+
+    The SDK cannot remove a processor from a provider; this one can be emptied, which is how
+    :func:`uninstall` leaves an application's own provider as it found it. The tuple is
+    replaced, never mutated, so the span path reads it without a lock.
+    """
+
+    def __init__(self) -> None:
+        self.processors: tuple[SpanProcessor, ...] = ()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self.processors:
+            processor.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self.processors:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        results = [processor.force_flush(timeout_millis) for processor in self.processors]
+        return all(results)  # every processor flushed, even after one failed
+
+
 def _add(telemetry: Telemetry, processor: SpanProcessor) -> None:
     assert telemetry.tracer_provider is not None
-    telemetry.tracer_provider.add_span_processor(processor)
+    if telemetry.pipeline is None:
+        telemetry.pipeline = _Pipeline()
+        telemetry.tracer_provider.add_span_processor(telemetry.pipeline)
+    telemetry.pipeline.processors += (processor,)
     telemetry.processors.append(processor)
 
 
@@ -321,6 +360,28 @@ def _register_atexit() -> None:
         atexit.register(shutdown)
         add_termination_hook(shutdown)  # SIGTERM skips atexit: flush there too
         _atexit_registered = True
+
+
+def uninstall(telemetry: Telemetry) -> None:
+    """Undo :func:`setup`: flush and stop its exporters and metrics server, take its
+    processors off the provider, give the manager back its attribute policy, and remove its
+    exit and SIGTERM hooks (restoring the previous SIGTERM handler).
+
+    A TracerProvider that setup had to create stays the global one, since OpenTelemetry lets
+    that be set only once, but nothing of spanhooks' runs on it any more.
+    """
+    global _atexit_registered
+    telemetry.shutdown()
+    if telemetry.pipeline is not None:
+        telemetry.pipeline.processors = ()
+    if telemetry.policy is not None:
+        telemetry.manager.set_attribute_policy(telemetry.policy)
+    telemetry.manager.use_tracer_provider(None)
+    with _lock:
+        if _active is None and _atexit_registered:
+            atexit.unregister(shutdown)
+            remove_termination_hook(shutdown)
+            _atexit_registered = False
 
 
 def shutdown() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["add_termination_hook"]
+__all__ = ["add_termination_hook", "remove_termination_hook"]
 
 logger = logging.getLogger("spanhooks")
 
@@ -47,6 +47,23 @@ def add_termination_hook(hook: Callable[[], Any]) -> bool:
         signal.signal(signal.SIGTERM, _on_terminate)
         _installed = True
         return True
+
+
+def remove_termination_hook(hook: Callable[[], Any]) -> None:
+    """Stop running ``hook``; with none left, put the previous SIGTERM handler back (when
+    called from the main thread, and only if ours is still the installed one)."""
+    global _installed, _previous
+    with _lock:
+        if hook in _hooks:
+            _hooks.remove(hook)
+        if _hooks or not _installed:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is _on_terminate:
+            signal.signal(signal.SIGTERM, _previous if _previous is not None else signal.SIG_DFL)
+        _installed = False
+        _previous = None
 
 
 def _on_terminate(signum: int, frame: FrameType | None) -> None:

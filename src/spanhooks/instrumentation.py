@@ -1,0 +1,75 @@
+"""Zero-code start: an OpenTelemetry ``BaseInstrumentor`` that runs :func:`spanhooks.setup`.
+
+Installed with spanhooks, it is found through the ``opentelemetry_instrumentor`` entry point, so
+``opentelemetry-instrument python app.py`` (from the ``opentelemetry-instrumentation`` package)
+configures spanhooks from the environment: the standard ``OTEL_*`` variables plus
+``SPANHOOKS_*`` (see :func:`spanhooks.setup`). It attaches to a TracerProvider that a distro or
+configurator set up first, and builds one otherwise. ``python -m spanhooks run app.py`` does
+the same without that package.
+
+This module needs ``opentelemetry-instrumentation`` (``pip install 'spanhooks[instrument]'``);
+``import spanhooks`` does not.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from spanhooks._setup import Telemetry, setup, uninstall
+
+__all__ = ["SpanhooksInstrumentor"]
+
+_SETUP_OPTIONS = frozenset(
+    {
+        "service_name",
+        "jsonl",
+        "jsonl_path",
+        "jsonl_format",
+        "otlp_endpoint",
+        "otlp_protocol",
+        "capture_content",
+        "max_attribute_length",
+        "tracer_provider",
+        "span_processors",
+        "manager",
+        "metrics_port",
+        "metrics_addr",
+        "registry",
+        "ssl_context",
+    }
+)
+
+
+class SpanhooksInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """``instrument(**options)`` calls ``setup(**options)``; ``uninstrument()`` undoes it.
+
+    Options are :func:`spanhooks.setup`'s keyword arguments; others (such as
+    ``skip_dep_check`` from ``opentelemetry-instrument``) are ignored. A singleton, like every
+    ``BaseInstrumentor``: instrumenting twice is a no-op. Call from the main thread, so that
+    the SIGTERM flush handler can be installed.
+    """
+
+    telemetry: Telemetry | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()  # spanhooks instruments no third-party library: it is the pipeline
+
+    def _instrument(self, **kwargs: Any) -> None:
+        options = {key: value for key, value in kwargs.items() if key in _SETUP_OPTIONS}
+        self.telemetry = setup(**options)
+        if self.telemetry.jsonl_path is not None:
+            print(
+                f"spanhooks: writing spans to {self.telemetry.jsonl_path.resolve()}",
+                file=sys.stderr,
+            )
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        telemetry, self.telemetry = self.telemetry, None
+        if telemetry is not None:
+            uninstall(telemetry)
