@@ -23,7 +23,7 @@ DEFINED = {
 
 def families_in(expr: str) -> set[str]:
     names = set()
-    for found in re.findall(r"\b(spanhooks_[a-z_]+)", expr):
+    for found in re.findall(r"\b((?:spanhooks|gen_ai_client)_[a-z_]+)", expr):
         family = next(
             (
                 found[: -len(s)]

@@ -360,3 +360,33 @@ SPANS_QUEUED = MetricDef(
 UNMATCHED_ENDS = MetricDef(
     "spanhooks_unmatched_ends", "counter", "End events with no open start.", ()
 )
+
+# The OpenTelemetry GenAI client metrics under their Prometheus names (see _genai_metrics.py).
+_GEN_AI_LABELS = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+    "server_address",
+    "server_port",
+    "error_type",
+)
+GEN_AI_OPERATION_DURATION = MetricDef(
+    "gen_ai_client_operation_duration_seconds",
+    "histogram",
+    "GenAI operation duration (gen_ai.client.operation.duration).",
+    _GEN_AI_LABELS,
+)
+GEN_AI_TOKEN_USAGE = MetricDef(
+    "gen_ai_client_token_usage",
+    "histogram",
+    "Number of input and output tokens used (gen_ai.client.token.usage).",
+    (*_GEN_AI_LABELS, "gen_ai_token_type"),
+)
+GEN_AI_TIME_TO_FIRST_CHUNK = MetricDef(
+    "gen_ai_client_operation_time_to_first_chunk_seconds",
+    "histogram",
+    "Time to the first chunk of a streaming response "
+    "(gen_ai.client.operation.time_to_first_chunk).",
+    _GEN_AI_LABELS,
+)

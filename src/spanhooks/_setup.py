@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -34,6 +36,7 @@ from prometheus_client.registry import CollectorRegistry
 from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
 from spanhooks._attributes import AttributePolicy
 from spanhooks._context import attach_parent_from_env
+from spanhooks._genai_metrics import GenAIMetricsProcessor
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
 from spanhooks._metrics import install_collector
@@ -84,6 +87,8 @@ class Telemetry:
     mirror: MultiprocessMirror | None = None
     """Copies metrics to prometheus_client's multiprocess directory, when that mode is on."""
     exporters: list[AccountedExporter] = field(default_factory=list)
+    meter_provider: MeterProvider | None = None
+    """The MeterProvider setup built for OTLP metric export, if it had to build one."""
     pipeline: _Pipeline | None = None
     """The one processor on the provider that holds all of the above."""
     policy: AttributePolicy | None = None
@@ -117,6 +122,11 @@ class Telemetry:
             self.metrics_server.close()
         if self.mirror is not None:
             self.mirror.close()
+        if self.meter_provider is not None:
+            try:
+                self.meter_provider.shutdown()
+            except Exception:
+                logger.exception("shutting down the MeterProvider failed")
         if self.owns_provider and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
             return
@@ -188,6 +198,8 @@ def setup(
             install_collector(telemetry.registry)
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
+        if telemetry.registry is not None or _endpoint_configured(otlp_endpoint):
+            _add(telemetry, _genai_metrics(telemetry, otlp_endpoint, otlp_protocol))
         telemetry.settings = {
             "service_name": service_name,
             "jsonl": jsonl,
@@ -292,6 +304,37 @@ def _accounted(telemetry: Telemetry, exporter: SpanExporter, name: str) -> SpanP
     return AccountedBatchProcessor(accounted)
 
 
+def _endpoint_configured(explicit: str | None) -> bool:
+    return bool(explicit or _env_endpoint())
+
+
+def _genai_metrics(
+    telemetry: Telemetry, endpoint: str | None, protocol: str | None
+) -> GenAIMetricsProcessor:
+    """The GenAI metrics processor; with OTLP configured, its metrics are exported there too,
+    through the application's SDK MeterProvider or one built here (and made global)."""
+    provider = metrics.get_meter_provider()
+    if (
+        not isinstance(provider, MeterProvider)
+        and _endpoint_configured(endpoint)
+        and os.environ.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none"
+    ):
+        assert telemetry.tracer_provider is not None
+        reader = PeriodicExportingMetricReader(_otlp_metric_exporter(endpoint, protocol))
+        owned = MeterProvider(
+            metric_readers=[reader],
+            resource=telemetry.tracer_provider.resource,
+            shutdown_on_exit=False,
+        )
+        metrics.set_meter_provider(owned)
+        if metrics.get_meter_provider() is owned:
+            telemetry.meter_provider = owned
+        else:  # another provider won the race
+            owned.shutdown()
+        provider = metrics.get_meter_provider()
+    return GenAIMetricsProcessor(provider)
+
+
 def _env_port() -> int | None:
     raw = os.environ.get("SPANHOOKS_METRICS_PORT")
     return _env_int("SPANHOOKS_METRICS_PORT", 0) if raw else None
@@ -315,24 +358,13 @@ def _otlp_exporter(endpoint: str | None, protocol: str | None) -> SpanExporter:
     An explicit HTTP endpoint is a base URL, like ``OTEL_EXPORTER_OTLP_ENDPOINT``; the
     ``/v1/traces`` path is added when missing.
     """
-    chosen = (
-        (
-            protocol
-            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        )
-        .strip()
-        .lower()
-    )
+    chosen = _otlp_protocol(protocol, "TRACES")
     if chosen == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
 
         return GrpcExporter(endpoint=endpoint) if endpoint else GrpcExporter()
-    if chosen not in ("http/protobuf", "http"):
-        raise ValueError(f"unsupported OTLP protocol {chosen!r}: use 'http/protobuf' or 'grpc'")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
@@ -341,6 +373,40 @@ def _otlp_exporter(endpoint: str | None, protocol: str | None) -> SpanExporter:
         url = endpoint.rstrip("/")
         return HttpExporter(endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces")
     return HttpExporter()
+
+
+def _otlp_protocol(protocol: str | None, signal: str) -> str:
+    chosen = (
+        (
+            protocol
+            or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        .strip()
+        .lower()
+    )
+    if chosen not in ("grpc", "http/protobuf", "http"):
+        raise ValueError(f"unsupported OTLP protocol {chosen!r}: use 'http/protobuf' or 'grpc'")
+    return chosen
+
+
+def _otlp_metric_exporter(endpoint: str | None, protocol: str | None) -> MetricExporter:
+    """An OTLP metric exporter, configured like :func:`_otlp_exporter` (``/v1/metrics``)."""
+    if _otlp_protocol(protocol, "METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter(endpoint=endpoint) if endpoint else GrpcMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    if endpoint:
+        url = endpoint.rstrip("/").removesuffix("/v1/traces")
+        return HttpMetricExporter(endpoint=url + "/v1/metrics")
+    return HttpMetricExporter()
 
 
 def _env_int(name: str, default: int) -> int:
