@@ -7,8 +7,14 @@
         run_agent(cap.manager)
     assert cap.tree() == [{"name": "invoke_agent bot", "children": [...]}]
 
-The same object is the ``spanhooks_capture`` pytest fixture (the plugin is registered on
-install).
+The ``spanhooks_capture`` pytest fixture (registered on install) is the same object, and it
+also captures the process-wide manager for the duration of the test, so code that uses the
+decorators or ``spanhooks.emit`` is captured without changes::
+
+    def test_one_turn_calls_search_twice(spanhooks_capture):
+        run_agent("question")
+        [turn] = spanhooks_capture.spans("invoke_agent bot")
+        assert len(spanhooks_capture.children(turn, "execute_tool search")) == 2
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -27,7 +33,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from spanhooks._manager import CallbackManager
 from spanhooks._processors import CallbackSpanProcessor
 
-__all__ = ["Capture", "SequentialIdGenerator", "capture", "span_tree"]
+__all__ = ["Capture", "CapturedEvent", "SequentialIdGenerator", "capture", "span_tree"]
 
 
 class SequentialIdGenerator(IdGenerator):
@@ -47,20 +53,65 @@ class SequentialIdGenerator(IdGenerator):
             return next(self._traces)
 
 
-class Capture:
-    """A private tracing pipeline and manager whose spans can be read back in a test."""
+class CapturedEvent(NamedTuple):
+    """One emitted event as callbacks saw it: its name, event set and arguments."""
 
-    def __init__(self, **manager_options: Any) -> None:
+    name: str
+    event_set: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class Capture:
+    """A private tracing pipeline and manager whose spans and events can be read back in a test.
+
+    ``managers`` are further managers (such as the process-wide one) whose spans and events
+    are captured too until :meth:`close`, which gives them back their own tracer provider.
+    """
+
+    def __init__(
+        self, *, managers: tuple[CallbackManager, ...] = (), **manager_options: Any
+    ) -> None:
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider(id_generator=SequentialIdGenerator(), shutdown_on_exit=False)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.manager = CallbackManager(tracer_provider=self.provider, **manager_options)
-        self.provider.add_span_processor(CallbackSpanProcessor(self.manager.spans))
         self.tracer = self.provider.get_tracer("spanhooks.testing")
+        self._events: list[CapturedEvent] = []
+        self._restore: list[tuple[CallbackManager, Any, int]] = []
+        for manager in (self.manager, *managers):
+            self.provider.add_span_processor(CallbackSpanProcessor(manager.spans))
+            recorder = manager.register(self._recorder(manager), name="spanhooks.testing")
+            self._restore.append((manager, manager._provider, recorder))
+            if manager is not self.manager:
+                manager.use_tracer_provider(self.provider)
 
-    def spans(self) -> list[ReadableSpan]:
-        """Finished spans in the order they ended."""
-        return list(self.exporter.get_finished_spans())
+    def _recorder(self, manager: CallbackManager) -> Any:
+        """A generic callback that notes every event ``manager`` emits."""
+
+        def record(event: Any, *args: Any, **kwargs: Any) -> None:
+            spec = manager.spec(event)
+            self._events.append(CapturedEvent(spec.name, spec.event_set, args, kwargs))
+
+        return record
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        """Finished spans (those called ``name``, if given) in the order they ended."""
+        spans = list(self.exporter.get_finished_spans())
+        return spans if name is None else [span for span in spans if span.name == name]
+
+    def children(self, parent: ReadableSpan, name: str | None = None) -> list[ReadableSpan]:
+        """The finished spans started directly under ``parent`` (called ``name``, if given)."""
+        assert parent.context is not None
+        return [
+            span
+            for span in self.spans(name)
+            if span.parent is not None and span.parent.span_id == parent.context.span_id
+        ]
+
+    def events(self, name: str | None = None) -> list[CapturedEvent]:
+        """Events emitted so far, in order (those called ``name``, if given)."""
+        return [e for e in self._events if name is None or e.name == name]
 
     def span(self, name: str) -> ReadableSpan:
         """The one finished span called ``name``; fails loudly if there are none or several."""
@@ -77,10 +128,16 @@ class Capture:
         return span_tree(self.spans(), attributes=attributes)
 
     def clear(self) -> None:
-        """Forget the spans captured so far."""
+        """Forget the spans and events captured so far."""
         self.exporter.clear()
+        self._events.clear()
 
     def close(self) -> None:
+        """Close spans left open, stop capturing and give other managers their provider back."""
+        for manager, provider, recorder in self._restore:
+            manager.unregister(recorder)
+            if manager is not self.manager:
+                manager.use_tracer_provider(provider)
         self.manager.close_open_spans("test ended")
         self.provider.shutdown()
 
@@ -135,6 +192,9 @@ else:
 
     @pytest.fixture
     def spanhooks_capture() -> Iterator[Capture]:
-        """A fresh :class:`Capture` per test: private provider, manager and in-memory spans."""
-        with capture() as cap:
+        """A fresh :class:`Capture` per test, capturing the process-wide manager too (the one
+        the decorators and ``spanhooks.emit`` use)."""
+        from spanhooks._setup import get_callback_manager
+
+        with capture(managers=(get_callback_manager(),)) as cap:
             yield cap
