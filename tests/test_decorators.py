@@ -316,6 +316,6 @@ def test_decorating_something_not_callable_is_a_type_error() -> None:
 
 def test_a_partial_can_be_decorated() -> None:
     with capture() as cap:
-        traced = spanhooks.instrument(functools.partial(max, 1), name="max1", manager=cap.manager)
+        traced = spanhooks.instrument(name="max1", manager=cap.manager)(functools.partial(max, 1))
         assert traced(5) == 5
         assert cap.span("max1")

@@ -28,7 +28,7 @@ import functools
 import inspect
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -37,7 +37,7 @@ from opentelemetry.context import Context
 from spanhooks._manager import CallbackManager
 from spanhooks.vocab.genai import TIME_TO_FIRST_CHUNK, GenAIEvent
 
-__all__ = ["agent", "instrument", "llm", "tool", "workflow"]
+__all__ = ["NamedDecorator", "agent", "instrument", "llm", "tool", "workflow"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -331,26 +331,27 @@ def _wrap_async_generator(
     return stream
 
 
+def _end_args(call: _Call, value: Any, error: BaseException | None, closed_early: bool) -> Any:
+    """The end event's (label, output, error) for a stream; an LLM stream's output is its last
+    chunk, which is where streaming APIs put the model and token usage."""
+    call.stream_end(closed_early)
+    if value is None and call.plan.end is GenAIEvent.LLM_END:
+        value = call.last
+    return call.label, value, error
+
+
 def _finish(
     call: _Call, value: Any, error: BaseException | None, closed_early: bool = False
 ) -> None:
-    call.stream_end(closed_early)
-    output = (
-        value if value is not None else call.last if call.plan.end is GenAIEvent.LLM_END else None
-    )
-    call.plan.manager.emit(call.plan.end, call.label, output, error, call_id=call.call_id)
+    args = _end_args(call, value, error, closed_early)
+    call.plan.manager.emit(call.plan.end, *args, call_id=call.call_id)
 
 
 async def _finish_async(
     call: _Call, value: Any, error: BaseException | None, closed_early: bool = False
 ) -> None:
-    call.stream_end(closed_early)
-    output = (
-        value if value is not None else call.last if call.plan.end is GenAIEvent.LLM_END else None
-    )
-    await call.plan.manager.emit_async(
-        call.plan.end, call.label, output, error, call_id=call.call_id
-    )
+    args = _end_args(call, value, error, closed_early)
+    await call.plan.manager.emit_async(call.plan.end, *args, call_id=call.call_id)
 
 
 def _decorator(
@@ -378,99 +379,61 @@ def _name_of(fn: Callable[..., Any], name: str | None, *, qualified: bool = True
     return found if isinstance(found, str) else getattr(fn, "__name__", None) or repr(fn)
 
 
-@overload
-def instrument(fn: F, /) -> F: ...
-@overload
-def instrument(
-    *, name: str | None = None, manager: CallbackManager | None = None
-) -> Callable[[F], F]: ...
-def instrument(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    manager: CallbackManager | None = None,
-) -> Any:
-    """Trace each call as a span named after the function (``task_start``/``task_end``)."""
-    _check_name(name)
-    return _decorator(
-        fn,
-        lambda f: _Plan(f, GenAIEvent.TASK_START, GenAIEvent.TASK_END, _name_of(f, name), manager),
-    )
+class NamedDecorator(Protocol):
+    """``@decorator``, or ``@decorator(name=..., manager=...)``."""
+
+    @overload
+    def __call__(self, fn: F, /) -> F: ...
+    @overload
+    def __call__(
+        self, *, name: str | None = None, manager: CallbackManager | None = None
+    ) -> Callable[[F], F]: ...
 
 
-@overload
-def workflow(fn: F, /) -> F: ...
-@overload
-def workflow(
-    *, name: str | None = None, manager: CallbackManager | None = None
-) -> Callable[[F], F]: ...
-def workflow(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    manager: CallbackManager | None = None,
-) -> Any:
-    """Trace each call as a ``workflow {name}`` span: the root of a pipeline run."""
-    _check_name(name)
-    return _decorator(
-        fn,
-        lambda f: _Plan(
-            f, GenAIEvent.WORKFLOW_START, GenAIEvent.WORKFLOW_END, _name_of(f, name), manager
-        ),
-    )
+def _named(start: GenAIEvent, end: GenAIEvent, doc: str, qualified: bool = True) -> NamedDecorator:
+    """A decorator whose calls emit ``start``/``end`` labelled with ``name`` (by default the
+    function's qualified name, or plain name when ``qualified`` is false)."""
+
+    def decorator(
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        manager: CallbackManager | None = None,
+    ) -> Any:
+        _check_name(name)
+        return _decorator(
+            fn,
+            lambda f: _Plan(f, start, end, _name_of(f, name, qualified=qualified), manager),
+        )
+
+    decorator.__doc__ = doc
+    return decorator
 
 
-@overload
-def agent(fn: F, /) -> F: ...
-@overload
-def agent(
-    *, name: str | None = None, manager: CallbackManager | None = None
-) -> Callable[[F], F]: ...
-def agent(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    manager: CallbackManager | None = None,
-) -> Any:
-    """Trace each call as an ``invoke_agent {name}`` span with ``gen_ai.agent.name``."""
-    _check_name(name)
-    return _decorator(
-        fn,
-        lambda f: _Plan(
-            f, GenAIEvent.AGENT_START, GenAIEvent.AGENT_END, _name_of(f, name), manager
-        ),
-    )
-
-
-@overload
-def tool(fn: F, /) -> F: ...
-@overload
-def tool(
-    *, name: str | None = None, manager: CallbackManager | None = None
-) -> Callable[[F], F]: ...
-def tool(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    manager: CallbackManager | None = None,
-) -> Any:
-    """Trace each call as an ``execute_tool {name}`` span; its arguments and result are the
-    tool call's (recorded only when content capture is on)."""
-    _check_name(name)
-    return _decorator(
-        fn,
-        lambda f: _Plan(
-            f,
-            GenAIEvent.TOOL_CALL_START,
-            GenAIEvent.TOOL_CALL_END,
-            _name_of(f, name, qualified=False),
-            manager,
-        ),
-    )
+instrument = _named(
+    GenAIEvent.TASK_START,
+    GenAIEvent.TASK_END,
+    "Trace each call as a span named after the function (``task_start``/``task_end``).",
+)
+workflow = _named(
+    GenAIEvent.WORKFLOW_START,
+    GenAIEvent.WORKFLOW_END,
+    "Trace each call as a ``workflow {name}`` span: the root of a pipeline run.",
+)
+agent = _named(
+    GenAIEvent.AGENT_START,
+    GenAIEvent.AGENT_END,
+    "Trace each call as an ``invoke_agent {name}`` span with ``gen_ai.agent.name``.",
+)
+tool = _named(
+    GenAIEvent.TOOL_CALL_START,
+    GenAIEvent.TOOL_CALL_END,
+    "Trace each call as an ``execute_tool {name}`` span (``name`` defaults to the function's "
+    "own name); its arguments and result are the tool call's, recorded only when content "
+    "capture is on.",
+    qualified=False,
+)
 
 
 @overload
