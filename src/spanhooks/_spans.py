@@ -15,8 +15,10 @@ is never ended is closed as "abandoned" instead of growing memory.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -112,6 +114,11 @@ class OpenSpans:
 
     Adding and removing are single dict operations (atomic under the GIL), so the emit path
     takes no lock; only closing abandoned frames, which is rare, takes one.
+
+    Fork: a forked child starts with an empty registry and a fresh lock. The spans its parent
+    had open are the parent's to end and export; were they kept, the child's shutdown would
+    export each again (same span id) as "abandoned". The child still runs under the inherited
+    context, so its own spans nest under them as before.
     """
 
     def __init__(
@@ -131,6 +138,20 @@ class OpenSpans:
         self._frames: dict[int, Frame] = {}
         self._lock = threading.Lock()
         self._on_abandon = on_abandon
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_in_child() -> None:
+                open_spans = ref()
+                if open_spans is not None:
+                    open_spans._after_fork()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    def _after_fork(self) -> None:
+        # The parent's lock may have been held by a thread that does not exist in the child.
+        self._lock = threading.Lock()
+        self._frames = {}
 
     def __len__(self) -> int:
         return len(self._frames)
