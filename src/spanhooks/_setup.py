@@ -10,6 +10,14 @@ Flush policy: spans are batched by the SDK's BatchSpanProcessor and written ever
 ``OTEL_BSP_SCHEDULE_DELAY`` milliseconds (5000 by default) or as soon as a batch of
 ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` is ready, so a running process's file is at most that far
 behind; shutdown and normal interpreter exit flush everything that finished.
+
+Bounds with a slow, hanging or dead collector: emitting never waits for an exporter; an OTLP
+export attempt (with the SDK's retries) gives up after ``otlp_timeout`` seconds
+(:data:`EXPORT_TIMEOUT` unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` says otherwise);
+``force_flush(timeout_millis)`` returns within its timeout, shared by every exporter; and
+shutdown, hence process exit, waits at most ``shutdown_timeout`` seconds
+(:data:`SHUTDOWN_TIMEOUT`, or ``SPANHOOKS_SHUTDOWN_TIMEOUT``) for all exporters together, then
+counts what it could not export as dropped. The JSONL exporter is shut down first.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +42,7 @@ from prometheus_client.registry import CollectorRegistry
 from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
 from spanhooks._attributes import AttributePolicy
 from spanhooks._context import attach_parent_from_env
+from spanhooks._deadline import SharedDeadline
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
 from spanhooks._metrics import install_collector
@@ -52,6 +62,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("spanhooks")
+
+EXPORT_TIMEOUT = 3.0
+"""Seconds one OTLP export may take, retries included, unless the OTEL_* variables say."""
+
+SHUTDOWN_TIMEOUT = 3.0
+"""Seconds shutdown (and so process exit) may wait for every exporter together."""
 
 _manager = CallbackManager()
 _lock = threading.Lock()
@@ -82,23 +98,38 @@ class Telemetry:
     mirror: MultiprocessMirror | None = None
     """Copies metrics to prometheus_client's multiprocess directory, when that mode is on."""
     exporters: list[AccountedExporter] = field(default_factory=list)
+    shutdown_deadline: SharedDeadline = field(
+        default_factory=lambda: SharedDeadline(SHUTDOWN_TIMEOUT)
+    )
+    """Shared by spanhooks' exporters: their shutdown together takes at most its seconds."""
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every finished span now; True if every processor finished in time."""
+        """Export every finished span now; True if every processor finished in time.
+
+        ``timeout_millis`` is one deadline for all processors together; spanhooks' exporters
+        return by it even when an export hangs (a processor you added is trusted to honour
+        what is left of it).
+        """
         if self.mirror is not None:
             self.mirror.sync()
+        ends = time.monotonic() + timeout_millis / 1000
         ok = True
         for processor in self.processors:
+            remaining = max(0, int((ends - time.monotonic()) * 1000))
             try:
-                ok = bool(processor.force_flush(timeout_millis)) and ok
+                ok = bool(processor.force_flush(remaining)) and ok
             except Exception:
                 logger.exception("flushing %s failed", type(processor).__name__)
                 ok = False
         return ok
 
     def shutdown(self) -> None:
-        """Close open spans as abandoned, flush and stop the exporters. Idempotent."""
+        """Close open spans as abandoned, flush and stop the exporters. Idempotent.
+
+        spanhooks' exporters take at most ``shutdown_deadline.seconds`` together; spans they
+        could not export by then are counted as dropped (``reason="shutdown"``).
+        """
         global _active
         with _lock:
             if self._closed:
@@ -138,6 +169,8 @@ def setup(
     metrics_addr: str = "127.0.0.1",
     registry: CollectorRegistry | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    otlp_timeout: float | None = None,
+    shutdown_timeout: float | None = None,
 ) -> Telemetry:
     """Configure tracing for spanhooks and return what was set up.
 
@@ -150,6 +183,11 @@ def setup(
     ``registry`` collects them into your own ``CollectorRegistry`` instead of a private one.
     With ``PROMETHEUS_MULTIPROC_DIR`` set, every process mirrors its metrics into that directory
     and ``metrics_port`` serves the sum over all workers.
+
+    Faults: ``otlp_timeout`` bounds one OTLP export, retries included (:data:`EXPORT_TIMEOUT`
+    seconds unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` is set); ``shutdown_timeout`` bounds
+    shutdown and so process exit (:data:`SHUTDOWN_TIMEOUT` seconds, or
+    ``SPANHOOKS_SHUTDOWN_TIMEOUT``), however many exporters hang.
     """
     global _active
     with _lock:
@@ -168,6 +206,9 @@ def setup(
             return _active
         provider, owns = _provider(tracer_provider, service_name)
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
+        telemetry.shutdown_deadline = SharedDeadline(
+            shutdown_timeout or _env_float("SPANHOOKS_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)
+        )
         port = metrics_port if metrics_port is not None else _env_port()
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
@@ -202,7 +243,9 @@ def setup(
         if endpoint:
             _add(
                 telemetry,
-                _accounted(telemetry, _otlp_exporter(otlp_endpoint, otlp_protocol), "otlp"),
+                _accounted(
+                    telemetry, _otlp_exporter(otlp_endpoint, otlp_protocol, otlp_timeout), "otlp"
+                ),
             )
             telemetry.otlp_endpoint = endpoint
         for processor in span_processors:
@@ -250,7 +293,7 @@ def _add(telemetry: Telemetry, processor: SpanProcessor) -> None:
 def _accounted(telemetry: Telemetry, exporter: SpanExporter, name: str) -> SpanProcessor:
     accounted = AccountedExporter(exporter, name)
     telemetry.exporters.append(accounted)
-    return AccountedBatchProcessor(accounted)
+    return AccountedBatchProcessor(accounted, telemetry.shutdown_deadline)
 
 
 def _env_port() -> int | None:
@@ -270,12 +313,21 @@ def _env_endpoint() -> str | None:
     )
 
 
-def _otlp_exporter(endpoint: str | None, protocol: str | None) -> SpanExporter:
+def _otlp_exporter(
+    endpoint: str | None, protocol: str | None, timeout: float | None = None
+) -> SpanExporter:
     """An OTLP exporter for ``protocol`` (``http/protobuf`` by default, or ``grpc``).
 
     An explicit HTTP endpoint is a base URL, like ``OTEL_EXPORTER_OTLP_ENDPOINT``; the
-    ``/v1/traces`` path is added when missing.
+    ``/v1/traces`` path is added when missing. One export, the SDK's retries with backoff
+    included, gives up after ``timeout`` seconds (:data:`EXPORT_TIMEOUT` unless an
+    ``OTEL_EXPORTER_OTLP_*TIMEOUT`` variable is set; the SDK's own default is 10).
     """
+    if timeout is None and not (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    ):
+        timeout = EXPORT_TIMEOUT
     chosen = (
         (
             protocol
@@ -291,7 +343,11 @@ def _otlp_exporter(endpoint: str | None, protocol: str | None) -> SpanExporter:
             OTLPSpanExporter as GrpcExporter,
         )
 
-        return GrpcExporter(endpoint=endpoint) if endpoint else GrpcExporter()
+        return (
+            GrpcExporter(endpoint=endpoint, timeout=timeout)
+            if endpoint
+            else GrpcExporter(timeout=timeout)
+        )
     if chosen not in ("http/protobuf", "http"):
         raise ValueError(f"unsupported OTLP protocol {chosen!r}: use 'http/protobuf' or 'grpc'")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
@@ -300,8 +356,24 @@ def _otlp_exporter(endpoint: str | None, protocol: str | None) -> SpanExporter:
 
     if endpoint:
         url = endpoint.rstrip("/")
-        return HttpExporter(endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces")
-    return HttpExporter()
+        return HttpExporter(
+            endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces", timeout=timeout
+        )
+    return HttpExporter(timeout=timeout)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        logger.warning("ignoring %s=%r: expected a positive number of seconds", name, raw)
+        return default
+    return value
 
 
 def _env_int(name: str, default: int) -> int:
