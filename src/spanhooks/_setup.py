@@ -14,10 +14,11 @@ behind; shutdown and normal interpreter exit flush everything that finished.
 Bounds with a slow, hanging or dead collector: emitting never waits for an exporter; an OTLP
 export attempt (with the SDK's retries) gives up after ``otlp_timeout`` seconds
 (:data:`EXPORT_TIMEOUT` unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` says otherwise);
-``force_flush(timeout_millis)`` returns within its timeout, shared by every exporter; and
+``force_flush(timeout_millis)`` returns within its timeout, shared by every processor; and
 shutdown, hence process exit, waits at most ``shutdown_timeout`` seconds
-(:data:`SHUTDOWN_TIMEOUT`, or ``SPANHOOKS_SHUTDOWN_TIMEOUT``) for all exporters together, then
-counts what it could not export as dropped. The JSONL exporter is shut down first.
+(:data:`SHUTDOWN_TIMEOUT`, or ``SPANHOOKS_SHUTDOWN_TIMEOUT``) for spanhooks' exporters and the
+processors added through spanhooks together, then counts what it could not export as dropped.
+The JSONL exporter is shut down first.
 """
 
 from __future__ import annotations
@@ -107,9 +108,8 @@ class Telemetry:
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every finished span now; True if every processor finished in time.
 
-        ``timeout_millis`` is one deadline for all processors together; spanhooks' exporters
-        return by it even when an export hangs (a processor you added is trusted to honour
-        what is left of it).
+        ``timeout_millis`` is one deadline for all processors together, kept even when an export
+        hangs or a processor you added ignores its timeout.
         """
         if self.mirror is not None:
             self.mirror.sync()
@@ -187,7 +187,7 @@ def setup(
     Faults: ``otlp_timeout`` bounds one OTLP export, retries included (:data:`EXPORT_TIMEOUT`
     seconds unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` is set); ``shutdown_timeout`` bounds
     shutdown and so process exit (:data:`SHUTDOWN_TIMEOUT` seconds, or
-    ``SPANHOOKS_SHUTDOWN_TIMEOUT``), however many exporters hang.
+    ``SPANHOOKS_SHUTDOWN_TIMEOUT``), however many exporters or added processors hang.
     """
     global _active
     with _lock:
@@ -249,7 +249,7 @@ def setup(
             )
             telemetry.otlp_endpoint = endpoint
         for processor in span_processors:
-            _add(telemetry, IsolatedSpanProcessor(processor))
+            _add(telemetry, IsolatedSpanProcessor(processor, telemetry.shutdown_deadline))
         target.use_tracer_provider(None if provider is trace.get_tracer_provider() else provider)
         attach_parent_from_env()
         if port is not None and telemetry.registry is not None:
@@ -421,4 +421,4 @@ def add_span_processor(processor: SpanProcessor) -> None:
     telemetry = _active
     if telemetry is None or telemetry.tracer_provider is None:
         raise RuntimeError("call spanhooks.setup() before add_span_processor()")
-    _add(telemetry, IsolatedSpanProcessor(processor))
+    _add(telemetry, IsolatedSpanProcessor(processor, telemetry.shutdown_deadline))

@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client.registry import CollectorRegistry
 
 import spanhooks
@@ -30,7 +32,8 @@ from spanhooks._dispatch import MAX_DEPTH, callable_name
 from spanhooks._metrics import install_collector
 from spanhooks._processors import IsolatedSpanProcessor
 
-from .conftest import Pipeline
+from ._proxy import FaultProxy, Sink
+from .conftest import Pipeline, produce
 
 HUNG_MARGIN = 0.05
 """The stated bound: a hung callback returns control within its timeout plus 50 ms."""
@@ -260,3 +263,20 @@ def test_a_span_callback_raising_on_end_keeps_the_users_exception(pipeline: Pipe
         raise_inside_a_span(telemetry.tracer_provider)
     assert recording.ended == ["user work"]
     assert sample(registry, "spanhooks_callback_errors_total", raising_on_span) == 1
+
+
+def test_a_users_own_batch_processor_before_a_hanging_collector_keeps_flush_and_shutdown_bounds(
+    pipeline: Pipeline, sink_and_proxy: tuple[Sink, FaultProxy]
+) -> None:
+    _, proxy = sink_and_proxy
+    proxy.set_mode("hang")
+    # The SDK's processor ignores its flush timeout and waits up to 30 s at shutdown.
+    theirs = BatchSpanProcessor(OTLPSpanExporter(f"{proxy.endpoint}/v1/traces", timeout=30))
+    telemetry = pipeline(jsonl=False, span_processors=[theirs], shutdown_timeout=0.5)
+    produce(telemetry, 5)
+    started = time.monotonic()
+    assert not telemetry.force_flush(300)
+    assert time.monotonic() - started < 0.3 + 0.1
+    started = time.monotonic()
+    telemetry.shutdown()
+    assert time.monotonic() - started < 0.5 + 0.1
