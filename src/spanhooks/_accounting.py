@@ -1,21 +1,50 @@
 """Span accounting for ``/metrics``: how long spans take, and where every finished span went.
 
-:class:`SpanMetricsProcessor` observes span durations (with the trace id as exemplar) and counts
-spans handed to export. :class:`AccountedExporter` wraps an exporter and counts spans exported
-and spans in failed batches; together with the batch processor's queue that tells, at scrape
-time, how many were dropped: ``dropped = handed - exported - failed - queued``.
+:class:`SpanMetricsProcessor` observes span durations (with the trace id as exemplar).
+:class:`AccountedBatchProcessor` is the SDK's BatchSpanProcessor with bounds the SDK lacks, and
+:class:`AccountedExporter` counts what its exporter did with every span handed to it. Each span
+ends up in exactly one place:
+
+    handed == exported + dropped{export_failed} + dropped{queue_full} + dropped{shutdown}
+              + queued + in flight
+
+``dropped{export_failed}`` is the same number as ``spanhooks_span_export_failures_total`` (a
+batch whose export failed or raised is counted as dropped, never lost silently); queued and in
+flight are zero at rest, so at rest ``handed == exported + failed + queue_full + shutdown``
+exactly. The queue-full figure is the remainder of that equation (the SDK's queue drops without
+telling anyone), so between two exports it can briefly lead or lag by the spans being popped.
+Drops are logged as one WARNING per exporter at most every :data:`DROP_LOG_INTERVAL` seconds,
+saying how many.
+
+Bounds (the emitting thread is never blocked by an exporter and never sees its exception):
+
+- ``on_end`` appends to a bounded queue, or, when it is full, counts the span as dropped and
+  returns: no lock, no I/O, no log call on the emit path;
+- ``force_flush(timeout_millis)`` returns within ``timeout_millis`` even while an export hangs
+  (the flush goes on in the background and reports False);
+- ``shutdown()`` takes at most what is left of a :class:`~spanhooks._deadline.SharedDeadline`
+  shared by every exporter, then abandons the export in progress (its worker is a daemon
+  thread) and counts what was left as dropped ``shutdown``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
+import logging
+import threading
+import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client.core import Metric
 
+from spanhooks._deadline import SharedDeadline
+from spanhooks._log import logger, rate_limited
 from spanhooks._metrics import (
     SPAN_DURATION_SECONDS,
     SPAN_EXPORT_FAILURES,
@@ -30,7 +59,19 @@ from spanhooks._metrics import (
 )
 from spanhooks._spans import event_set_of
 
-__all__ = ["AccountedExporter", "SpanMetricsProcessor"]
+__all__ = [
+    "DROP_REASONS",
+    "AccountedBatchProcessor",
+    "AccountedExporter",
+    "DropLog",
+    "SpanMetricsProcessor",
+]
+
+DROP_REASONS = ("export_failed", "queue_full", "shutdown")
+"""Why a span was not exported: its batch failed, the queue was full, or shutdown came first."""
+
+DROP_LOG_INTERVAL = 10.0
+"""Seconds between two drop warnings of one exporter."""
 
 
 class SpanMetricsProcessor(SpanProcessor):
@@ -67,85 +108,225 @@ class SpanMetricsProcessor(SpanProcessor):
         yield self.durations.family(SPAN_DURATION_SECONDS)
 
 
-class AccountedExporter(SpanExporter):
-    """Counts what an exporter did with each span; the counts are lock-free (itertools.count)."""
+class DropLog:
+    """One WARNING per exporter at most every ``interval`` seconds, saying how many spans it
+    dropped since the last one, by reason. Called off the emit path (after an export, at
+    shutdown); thread-safe."""
 
-    def __init__(self, inner: SpanExporter, name: str) -> None:
+    def __init__(self, interval: float = DROP_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._logged: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self._last = float("-inf")
+
+    def note(self, name: str, dropped: dict[str, int], *, final: bool = False) -> bool:
+        """Log if the drops grew and the interval has passed (or ``final``); True if it logged."""
+        now = time.monotonic()
+        with self._lock:
+            new = {reason: dropped[reason] - self._logged[reason] for reason in DROP_REASONS}
+            if sum(new.values()) <= 0 or (not final and now - self._last < self.interval):
+                return False
+            self._logged = dict(dropped)
+            self._last = now
+        logger.warning(
+            "%s exporter dropped %d spans (export_failed=%d, queue_full=%d, shutdown=%d); "
+            "%d dropped in total so far (spanhooks_spans_dropped_total)",
+            name,
+            sum(new.values()),
+            new["export_failed"],
+            new["queue_full"],
+            new["shutdown"],
+            sum(dropped.values()),
+        )
+        return True
+
+
+class AccountedExporter(SpanExporter):
+    """Counts what an exporter did with each span; the counts are lock-free (itertools.count).
+
+    ``export`` never raises: an exception from the wrapped exporter fails the batch (counted,
+    and logged with rate limiting). Called by the batch processor's worker thread.
+    """
+
+    def __init__(self, inner: SpanExporter, name: str, drop_log: DropLog | None = None) -> None:
         self.inner = inner
         self.name = name
+        self.drop_log = drop_log or DropLog()
+        self._handed = itertools.count()
+        self._started = itertools.count()
         self._exported = itertools.count()
         self._failed = itertools.count()
-        self._handed = itertools.count()
-        self.processor: BatchSpanProcessor | None = None
+        self._late = itertools.count()
+        self.processor: AccountedBatchProcessor | None = None
         register_source(self)
 
     def handed(self) -> None:
         next(self._handed)
 
+    def late(self) -> None:
+        """A span ended after shutdown began: it is dropped (``shutdown``)."""
+        next(self._late)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for _ in spans:
+            next(self._started)
         try:
             result = self.inner.export(spans)
-        except Exception:
+        except Exception as exc:
+            rate_limited.log(
+                logging.ERROR,
+                f"exporter:{self.name}",
+                "%s exporter raised %s; its batch of %d spans is dropped (export_failed)",
+                self.name,
+                type(exc).__name__,
+                len(spans),
+                exc_info=exc,
+            )
             result = SpanExportResult.FAILURE
         tally = self._exported if result is SpanExportResult.SUCCESS else self._failed
         for _ in spans:
             next(tally)
+        self.drop_log.note(self.name, self.dropped())
         return result
 
-    def shutdown(self) -> None:
-        self.inner.shutdown()
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        shutdown: Any = self.inner.shutdown
+        if "timeout_millis" in inspect.signature(shutdown).parameters:
+            shutdown(timeout_millis=timeout_millis)
+        else:
+            shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(self.inner.force_flush(timeout_millis))
 
     def counts(self) -> dict[str, int]:
-        """Spans handed to the processor, exported, failed, still queued and dropped."""
-        handed, exported, failed = (
+        """Spans handed to the processor, exported, failed, queued, in flight, and dropped by
+        reason (``export_failed`` equals ``failed``)."""
+        handed, started, exported, failed, late = (
             count_value(self._handed),
+            count_value(self._started),
             count_value(self._exported),
             count_value(self._failed),
+            count_value(self._late),
         )
-        queue = getattr(getattr(self.processor, "_batch_processor", None), "_queue", ())
-        queued = len(queue)
-        dropped = max(0, handed - exported - failed - queued)
+        processor = self.processor
+        queued = processor.queued() if processor is not None else 0
+        in_flight = max(0, started - exported - failed)
+        shutdown = 0
+        if processor is not None and processor.closed:
+            shutdown, queued, in_flight = queued + in_flight + late, 0, 0
+        queue_full = max(0, handed - exported - failed - in_flight - queued - shutdown)
         return {
             "handed": handed,
             "exported": exported,
             "failed": failed,
             "queued": queued,
-            "dropped": dropped,
+            "in_flight": in_flight,
+            "export_failed": failed,
+            "queue_full": queue_full,
+            "shutdown": shutdown,
+            "dropped": failed + queue_full + shutdown,
         }
+
+    def dropped(self) -> dict[str, int]:
+        """Dropped spans by reason (see :data:`DROP_REASONS`)."""
+        counts = self.counts()
+        return {reason: counts[reason] for reason in DROP_REASONS}
 
     def metric_families(self) -> Iterable[Metric]:
         counts = self.counts()
         label = [self.name]
+        yield counter(SPANS_EXPORTED, [(label, counts["exported"])])
+        yield counter(SPAN_EXPORT_FAILURES, [(label, counts["failed"])])
         yield counter(
-            SPANS_EXPORTED,
-            [(label, counts["exported"])],
+            SPANS_DROPPED, [([self.name, reason], counts[reason]) for reason in DROP_REASONS]
         )
-        yield counter(
-            SPAN_EXPORT_FAILURES,
-            [(label, counts["failed"])],
-        )
-        yield counter(
-            SPANS_DROPPED,
-            [(label, counts["dropped"])],
-        )
-        yield gauge(
-            SPANS_QUEUED,
-            [(label, counts["queued"])],
-        )
+        yield gauge(SPANS_QUEUED, [(label, counts["queued"])])
 
 
 class AccountedBatchProcessor(BatchSpanProcessor):
-    """The SDK's BatchSpanProcessor, counting the spans it is handed for its exporter."""
+    """The SDK's BatchSpanProcessor, accounted and bounded (see the module docstring).
 
-    def __init__(self, exporter: AccountedExporter, **options: object) -> None:
-        super().__init__(exporter, **options)  # type: ignore[arg-type]
+    ``deadline`` is shared with the other exporters' processors, so that shutting them all
+    down takes at most its seconds.
+    """
+
+    def __init__(
+        self,
+        exporter: AccountedExporter,
+        deadline: SharedDeadline | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(exporter, **options)
         exporter.processor = self
         self._accounted = exporter
+        self._deadline = deadline or SharedDeadline(30.0)
+        batch = getattr(self, "_batch_processor", None)  # the SDK's worker (1.33 and later)
+        self._sdk_queue: Any = getattr(batch, "_queue", None)
+        self._sdk_queue_max: int = getattr(batch, "_max_queue_size", 0)
+        self._rejecting = False
+        self.closed = False
+        """True once shutdown finished: whatever was not exported by then is dropped."""
+        self._flush_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+
+    def queued(self) -> int:
+        return 0 if self._sdk_queue is None else len(self._sdk_queue)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
-            self._accounted.handed()
-        super().on_end(span)
+        if span.context is None or not span.context.trace_flags.sampled:
+            return
+        accounted = self._accounted
+        if self._rejecting:
+            accounted.late()
+        elif self._sdk_queue is None or len(self._sdk_queue) < self._sdk_queue_max:
+            super().on_end(span)
+        # else the queue is full: dropped here (and counted by difference), without the SDK's
+        # per-span log call, so a stalled exporter costs the emitting thread nothing extra.
+        accounted.handed()
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        """Export what is queued; True if done within ``timeout_millis`` (30 s by default).
+
+        The SDK's own flush ignores its timeout and waits for a hung export; here the flush
+        runs on a daemon thread that this call waits for at most ``timeout_millis``. A flush
+        still running from an earlier call is waited for instead of starting another.
+        """
+        if self._rejecting:
+            return False
+        seconds = (30_000 if timeout_millis is None else timeout_millis) / 1000
+        with self._flush_lock:
+            flusher = self._flusher
+            if flusher is None or not flusher.is_alive():
+                flusher = threading.Thread(
+                    target=functools.partial(BatchSpanProcessor.force_flush, self),
+                    name=f"spanhooks-flush-{self._accounted.name}",
+                    daemon=True,
+                )
+                flusher.start()
+                self._flusher = flusher
+        flusher.join(max(0.0, seconds))
+        return not flusher.is_alive()
+
+    def shutdown(self) -> None:
+        """Export what is queued within the shared deadline, then stop. Idempotent.
+
+        Spans ending from now on are counted as dropped (``shutdown``), as is whatever the
+        deadline left unexported; an export still in progress is abandoned to its daemon
+        thread (the wrapped exporter is told to shut down, which ends its retries).
+        """
+        if self._rejecting:
+            return
+        self._rejecting = True
+        batch = getattr(self, "_batch_processor", None)
+        try:
+            if batch is not None:
+                batch.shutdown(timeout_millis=self._deadline.remaining_millis())
+            else:  # pragma: no cover - SDKs before 1.33 have no separate worker object
+                sdk_shutdown: Any = super().shutdown
+                sdk_shutdown()
+        finally:
+            self.closed = True
+            self._accounted.drop_log.note(
+                self._accounted.name, self._accounted.dropped(), final=True
+            )

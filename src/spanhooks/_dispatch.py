@@ -8,9 +8,12 @@ subsystem (event manager, error handler, router, session state, health alerts, m
 behaves the same way.
 
 Threading contract: callbacks run in the thread (or task) that dispatches, in priority order,
-except a callback with a timeout, which runs on a small worker pool so the caller can stop
-waiting, and an async callback dispatched from synchronous code inside a running event loop,
-which is scheduled as a task on that loop.
+except a callback with a timeout, which runs on a small pool of daemon worker threads so the
+caller can stop waiting (a hung one occupies a worker but never blocks the emitter beyond its
+timeout, nor interpreter exit), and an async callback dispatched from synchronous code inside a
+running event loop, which is scheduled as a task on that loop. A timed callback that dispatches
+again runs the nested timed callbacks inline on its own worker: its timeout already bounds the
+emitter, and recursion cannot exhaust the pool.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import inspect
 import itertools
 import logging
 import os
+import queue
 import threading
 import time
 import weakref
@@ -455,6 +459,8 @@ class Dispatcher(Generic[K]):
                 return self._run_coroutine_from_sync(route, key, args, kwargs, span)
             if reg.timeout is not None:
                 call = _bind_call(route, key, args, kwargs)
+                if _on_worker():  # nested in a timed callback: its own timeout bounds us
+                    return call()
                 try:
                     future = _worker_pool().submit(contextvars.copy_context().run, call)
                 except RuntimeError:  # interpreter shutdown: no new threads; run it here
@@ -658,12 +664,65 @@ def _record_on_span(
 
 # -- shared worker pool and private loops, re-created in a forked child ------------------------
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+class _DaemonPool(concurrent.futures.Executor):
+    """Runs timed callbacks on at most ``max_workers`` daemon threads, started on demand.
+
+    Unlike ``ThreadPoolExecutor``, whose threads the interpreter joins at exit, a callback that
+    never returns here cannot keep the process alive. Idle workers are reused (a semaphore
+    counts them, as ``ThreadPoolExecutor`` does); work waits in a queue when all are busy.
+    """
+
+    def __init__(self, max_workers: int, prefix: str) -> None:
+        self._max_workers = max(1, max_workers)
+        self._prefix = prefix
+        self._work: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]
+        self._work = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if not self._idle.acquire(blocking=False):  # no idle worker: start one if allowed
+            with self._lock:
+                if self._threads < self._max_workers:
+                    # Raises RuntimeError at interpreter shutdown, before anything is queued.
+                    threading.Thread(
+                        target=self._worker, name=f"{self._prefix}-{self._threads}", daemon=True
+                    ).start()
+                    self._threads += 1
+        self._work.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _worker(self) -> None:
+        _worker_state.active = True
+        while True:
+            future, call = self._work.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = call()
+                except BaseException as exc:  # handed to the waiting caller, who re-raises it
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, call
+            self._idle.release()
+
+
+_pool: _DaemonPool | None = None
 _pool_lock = threading.Lock()
 _local = threading.local()
+_worker_state = threading.local()
 
 
-def _worker_pool() -> concurrent.futures.ThreadPoolExecutor:
+def _on_worker() -> bool:
+    return getattr(_worker_state, "active", False)
+
+
+def _worker_pool() -> _DaemonPool:
     """Threads that run callbacks with a timeout. A hung callback occupies one until it returns."""
     global _pool
     pool = _pool
@@ -671,9 +730,7 @@ def _worker_pool() -> concurrent.futures.ThreadPoolExecutor:
         with _pool_lock:
             if _pool is None:
                 workers = int(os.environ.get("SPANHOOKS_CALLBACK_WORKERS", "8"))
-                _pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=max(1, workers), thread_name_prefix="spanhooks-callback"
-                )
+                _pool = _DaemonPool(workers, "spanhooks-callback")
             pool = _pool
     return pool
 

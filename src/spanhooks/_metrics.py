@@ -350,8 +350,8 @@ SPANS_ABANDONED = MetricDef(
 SPANS_DROPPED = MetricDef(
     "spanhooks_spans_dropped",
     "counter",
-    "Spans dropped before export (queue full or shut down).",
-    ("exporter",),
+    "Spans not exported, by reason: export_failed, queue_full, shutdown.",
+    ("exporter", "reason"),
 )
 SPANS_EXPORTED = MetricDef("spanhooks_spans_exported", "counter", "Spans exported.", ("exporter",))
 SPANS_QUEUED = MetricDef(

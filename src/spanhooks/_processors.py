@@ -4,18 +4,22 @@
 from any instrumentation reach them, through the same dispatch core as events.
 :class:`IsolatedSpanProcessor` wraps a user's processor so that its exceptions are counted and
 logged instead of reaching the code that ended the span or starving the next processor (the
-SDK's own multi-processor stops at the first exception).
+SDK's own multi-processor stops at the first exception), and so that its ``force_flush`` and
+``shutdown`` keep their time bounds even when it does not (the SDK's BatchSpanProcessor ignores
+the flush timeout and may wait 30 s at shutdown).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from spanhooks._deadline import SharedDeadline
 from spanhooks._dispatch import Dispatcher, callable_name
 from spanhooks._log import rate_limited
 
@@ -109,9 +113,14 @@ class CallbackSpanProcessor(SpanProcessor):
 
 
 class IsolatedSpanProcessor(SpanProcessor):
-    """Wraps a span processor so its exceptions are contained, counted and logged."""
+    """Wraps a span processor so its exceptions are contained, counted and logged.
 
-    def __init__(self, inner: SpanProcessor) -> None:
+    ``on_start``/``on_end`` run inline in the thread that starts or ends the span. ``force_flush``
+    and ``shutdown`` run the inner call on a daemon thread and wait at most ``timeout_millis``,
+    or what is left of ``deadline`` (shared with spanhooks' exporters), then leave it behind.
+    """
+
+    def __init__(self, inner: SpanProcessor, deadline: SharedDeadline | None = None) -> None:
         if not isinstance(inner, SpanProcessor) and not all(
             callable(getattr(inner, method, None)) for method in ("on_start", "on_end", "shutdown")
         ):
@@ -119,6 +128,7 @@ class IsolatedSpanProcessor(SpanProcessor):
         self.inner = inner
         self.name = callable_name(type(inner))
         self.errors = 0
+        self.deadline = deadline
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
@@ -142,17 +152,41 @@ class IsolatedSpanProcessor(SpanProcessor):
             self._failed("on_end", exc)
 
     def shutdown(self) -> None:
-        try:
-            self.inner.shutdown()
-        except Exception as exc:
-            self._failed("shutdown", exc)
+        seconds = self.deadline.remaining() if self.deadline is not None else None
+        self._bounded("shutdown", self.inner.shutdown, seconds)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        try:
-            return bool(self.inner.force_flush(timeout_millis))
-        except Exception as exc:
-            self._failed("force_flush", exc)
+        return bool(
+            self._bounded(
+                "force_flush", lambda: self.inner.force_flush(timeout_millis), timeout_millis / 1000
+            )
+        )
+
+    def _bounded(self, method: str, call: Callable[[], Any], seconds: float | None) -> Any:
+        """``call()`` on a daemon thread, waited for at most ``seconds``; False if abandoned."""
+        outcome: list[Any] = [False]
+
+        def run() -> None:
+            try:
+                outcome[0] = call()
+            except Exception as exc:
+                self._failed(method, exc)
+                outcome[0] = False
+
+        worker = threading.Thread(target=run, name=f"spanhooks-{method}", daemon=True)
+        worker.start()
+        worker.join(seconds)
+        if worker.is_alive():
+            rate_limited.log(
+                logging.WARNING,
+                f"processor-time:{self.name}",
+                "span processor %s did not finish %s within %.3gs; leaving it behind",
+                self.name,
+                method,
+                seconds,
+            )
             return False
+        return outcome[0]
 
     def _failed(self, method: str, exc: Exception) -> None:
         self.errors += 1

@@ -10,6 +10,15 @@ Flush policy: spans are batched by the SDK's BatchSpanProcessor and written ever
 ``OTEL_BSP_SCHEDULE_DELAY`` milliseconds (5000 by default) or as soon as a batch of
 ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` is ready, so a running process's file is at most that far
 behind; shutdown and normal interpreter exit flush everything that finished.
+
+Bounds with a slow, hanging or dead collector: emitting never waits for an exporter; an OTLP
+export attempt (with the SDK's retries) gives up after ``otlp_timeout`` seconds
+(:data:`EXPORT_TIMEOUT` unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` says otherwise);
+``force_flush(timeout_millis)`` returns within its timeout, shared by every processor; and
+shutdown, hence process exit, waits at most ``shutdown_timeout`` seconds
+(:data:`SHUTDOWN_TIMEOUT`, or ``SPANHOOKS_SHUTDOWN_TIMEOUT``) for spanhooks' exporters and the
+processors added through spanhooks together, then counts what it could not export as dropped.
+The JSONL exporter is shut down first.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +46,7 @@ from prometheus_client.registry import CollectorRegistry
 from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
 from spanhooks._attributes import AttributePolicy
 from spanhooks._context import attach_parent_from_env
+from spanhooks._deadline import SharedDeadline
 from spanhooks._genai_metrics import GenAIMetricsProcessor
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
@@ -57,6 +68,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("spanhooks")
+
+EXPORT_TIMEOUT = 3.0
+"""Seconds one OTLP export may take, retries included, unless the OTEL_* variables say."""
+
+SHUTDOWN_TIMEOUT = 3.0
+"""Seconds shutdown (and so process exit) may wait for every exporter together."""
 
 _manager = CallbackManager()
 _lock = threading.Lock()
@@ -93,23 +110,37 @@ class Telemetry:
     """The one processor on the provider that holds all of the above."""
     policy: AttributePolicy | None = None
     """The manager's attribute policy before :func:`setup`, restored by :func:`uninstall`."""
+    shutdown_deadline: SharedDeadline = field(
+        default_factory=lambda: SharedDeadline(SHUTDOWN_TIMEOUT)
+    )
+    """Shared by spanhooks' exporters: their shutdown together takes at most its seconds."""
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every finished span now; True if every processor finished in time."""
+        """Export every finished span now; True if every processor finished in time.
+
+        ``timeout_millis`` is one deadline for all processors together, kept even when an export
+        hangs or a processor you added ignores its timeout.
+        """
         if self.mirror is not None:
             self.mirror.sync()
+        ends = time.monotonic() + timeout_millis / 1000
         ok = True
         for processor in self.processors:
+            remaining = max(0, int((ends - time.monotonic()) * 1000))
             try:
-                ok = bool(processor.force_flush(timeout_millis)) and ok
+                ok = bool(processor.force_flush(remaining)) and ok
             except Exception:
                 logger.exception("flushing %s failed", type(processor).__name__)
                 ok = False
         return ok
 
     def shutdown(self) -> None:
-        """Close open spans as abandoned, flush and stop the exporters. Idempotent."""
+        """Close open spans as abandoned, flush and stop the exporters. Idempotent.
+
+        spanhooks' exporters take at most ``shutdown_deadline.seconds`` together; spans they
+        could not export by then are counted as dropped (``reason="shutdown"``).
+        """
         global _active
         with _lock:
             if self._closed:
@@ -122,19 +153,19 @@ class Telemetry:
             self.metrics_server.close()
         if self.mirror is not None:
             self.mirror.close()
-        if self.meter_provider is not None:
-            try:
-                self.meter_provider.shutdown()
-            except Exception:
-                logger.exception("shutting down the MeterProvider failed")
         if self.owns_provider and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
-            return
-        for processor in self.processors:
+        else:
+            for processor in self.processors:
+                try:
+                    processor.shutdown()
+                except Exception:
+                    logger.exception("shutting down %s failed", type(processor).__name__)
+        if self.meter_provider is not None:  # last, with what is left of the same deadline
             try:
-                processor.shutdown()
+                self.meter_provider.shutdown(self.shutdown_deadline.remaining_millis())
             except Exception:
-                logger.exception("shutting down %s failed", type(processor).__name__)
+                logger.exception("shutting down the MeterProvider failed")
 
 
 def setup(
@@ -154,6 +185,8 @@ def setup(
     metrics_addr: str = "127.0.0.1",
     registry: CollectorRegistry | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    otlp_timeout: float | None = None,
+    shutdown_timeout: float | None = None,
 ) -> Telemetry:
     """Configure tracing for spanhooks and return what was set up.
 
@@ -166,6 +199,11 @@ def setup(
     ``registry`` collects them into your own ``CollectorRegistry`` instead of a private one.
     With ``PROMETHEUS_MULTIPROC_DIR`` set, every process mirrors its metrics into that directory
     and ``metrics_port`` serves the sum over all workers.
+
+    Faults: ``otlp_timeout`` bounds one OTLP export, retries included (:data:`EXPORT_TIMEOUT`
+    seconds unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` is set); ``shutdown_timeout`` bounds
+    shutdown and so process exit (:data:`SHUTDOWN_TIMEOUT` seconds, or
+    ``SPANHOOKS_SHUTDOWN_TIMEOUT``), however many exporters or added processors hang.
     """
     global _active
     with _lock:
@@ -186,6 +224,9 @@ def setup(
         provider, owns = _provider(tracer_provider, service_name)
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
         telemetry.policy = previous_policy
+        telemetry.shutdown_deadline = SharedDeadline(
+            shutdown_timeout or _env_float("SPANHOOKS_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)
+        )
         port = metrics_port if metrics_port is not None else _env_port()
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
@@ -199,7 +240,7 @@ def setup(
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
         if telemetry.registry is not None or _endpoint_configured(otlp_endpoint):
-            _add(telemetry, _genai_metrics(telemetry, otlp_endpoint, otlp_protocol))
+            _add(telemetry, _genai_metrics(telemetry, otlp_endpoint, otlp_protocol, otlp_timeout))
         telemetry.settings = {
             "service_name": service_name,
             "jsonl": jsonl,
@@ -222,11 +263,13 @@ def setup(
         if endpoint:
             _add(
                 telemetry,
-                _accounted(telemetry, _otlp_exporter(otlp_endpoint, otlp_protocol), "otlp"),
+                _accounted(
+                    telemetry, _otlp_exporter(otlp_endpoint, otlp_protocol, otlp_timeout), "otlp"
+                ),
             )
             telemetry.otlp_endpoint = endpoint
         for processor in span_processors:
-            _add(telemetry, IsolatedSpanProcessor(processor))
+            _add(telemetry, IsolatedSpanProcessor(processor, telemetry.shutdown_deadline))
         target.use_tracer_provider(None if provider is trace.get_tracer_provider() else provider)
         attach_parent_from_env()
         if port is not None and telemetry.registry is not None:
@@ -282,7 +325,10 @@ class _Pipeline(SpanProcessor):
 
     def shutdown(self) -> None:
         for processor in self.processors:
-            processor.shutdown()
+            try:
+                processor.shutdown()
+            except Exception:
+                logger.exception("shutting down %s failed", type(processor).__name__)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         results = [processor.force_flush(timeout_millis) for processor in self.processors]
@@ -301,7 +347,7 @@ def _add(telemetry: Telemetry, processor: SpanProcessor) -> None:
 def _accounted(telemetry: Telemetry, exporter: SpanExporter, name: str) -> SpanProcessor:
     accounted = AccountedExporter(exporter, name)
     telemetry.exporters.append(accounted)
-    return AccountedBatchProcessor(accounted)
+    return AccountedBatchProcessor(accounted, telemetry.shutdown_deadline)
 
 
 def _endpoint_configured(explicit: str | None) -> bool:
@@ -309,7 +355,7 @@ def _endpoint_configured(explicit: str | None) -> bool:
 
 
 def _genai_metrics(
-    telemetry: Telemetry, endpoint: str | None, protocol: str | None
+    telemetry: Telemetry, endpoint: str | None, protocol: str | None, timeout: float | None
 ) -> GenAIMetricsProcessor:
     """The GenAI metrics processor; with OTLP configured, its metrics are exported there too,
     through the application's SDK MeterProvider or one built here (and made global)."""
@@ -320,7 +366,7 @@ def _genai_metrics(
         and os.environ.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none"
     ):
         assert telemetry.tracer_provider is not None
-        reader = PeriodicExportingMetricReader(_otlp_metric_exporter(endpoint, protocol))
+        reader = PeriodicExportingMetricReader(_otlp_metric_exporter(endpoint, protocol, timeout))
         owned = MeterProvider(
             metric_readers=[reader],
             resource=telemetry.tracer_provider.resource,
@@ -352,27 +398,56 @@ def _env_endpoint() -> str | None:
     )
 
 
-def _otlp_exporter(endpoint: str | None, protocol: str | None) -> SpanExporter:
+def _otlp_exporter(
+    endpoint: str | None, protocol: str | None, timeout: float | None = None
+) -> SpanExporter:
     """An OTLP exporter for ``protocol`` (``http/protobuf`` by default, or ``grpc``).
 
     An explicit HTTP endpoint is a base URL, like ``OTEL_EXPORTER_OTLP_ENDPOINT``; the
-    ``/v1/traces`` path is added when missing.
+    ``/v1/traces`` path is added when missing. One export, the SDK's retries with backoff
+    included, gives up after ``timeout`` seconds (:data:`EXPORT_TIMEOUT` unless an
+    ``OTEL_EXPORTER_OTLP_*TIMEOUT`` variable is set; the SDK's own default is 10).
     """
+    if timeout is None and not (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    ):
+        timeout = EXPORT_TIMEOUT
     chosen = _otlp_protocol(protocol, "TRACES")
     if chosen == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
 
-        return GrpcExporter(endpoint=endpoint) if endpoint else GrpcExporter()
+        return (
+            GrpcExporter(endpoint=endpoint, timeout=timeout)
+            if endpoint
+            else GrpcExporter(timeout=timeout)
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
 
     if endpoint:
         url = endpoint.rstrip("/")
-        return HttpExporter(endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces")
-    return HttpExporter()
+        return HttpExporter(
+            endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces", timeout=timeout
+        )
+    return HttpExporter(timeout=timeout)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        logger.warning("ignoring %s=%r: expected a positive number of seconds", name, raw)
+        return default
+    return value
 
 
 def _otlp_protocol(protocol: str | None, signal: str) -> str:
@@ -391,22 +466,31 @@ def _otlp_protocol(protocol: str | None, signal: str) -> str:
     return chosen
 
 
-def _otlp_metric_exporter(endpoint: str | None, protocol: str | None) -> MetricExporter:
+def _otlp_metric_exporter(
+    endpoint: str | None, protocol: str | None, timeout: float | None
+) -> MetricExporter:
     """An OTLP metric exporter, configured like :func:`_otlp_exporter` (``/v1/metrics``)."""
+    if timeout is None and not (
+        os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    ):
+        timeout = EXPORT_TIMEOUT
     if _otlp_protocol(protocol, "METRICS") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcMetricExporter,
         )
 
-        return GrpcMetricExporter(endpoint=endpoint) if endpoint else GrpcMetricExporter()
+        if endpoint:
+            return GrpcMetricExporter(endpoint=endpoint, timeout=timeout)
+        return GrpcMetricExporter(timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as HttpMetricExporter,
     )
 
     if endpoint:
         url = endpoint.rstrip("/").removesuffix("/v1/traces")
-        return HttpMetricExporter(endpoint=url + "/v1/metrics")
-    return HttpMetricExporter()
+        return HttpMetricExporter(endpoint=url + "/v1/metrics", timeout=timeout)
+    return HttpMetricExporter(timeout=timeout)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -476,4 +560,4 @@ def add_span_processor(processor: SpanProcessor) -> None:
     telemetry = _active
     if telemetry is None or telemetry.tracer_provider is None:
         raise RuntimeError("call spanhooks.setup() before add_span_processor()")
-    _add(telemetry, IsolatedSpanProcessor(processor))
+    _add(telemetry, IsolatedSpanProcessor(processor, telemetry.shutdown_deadline))
