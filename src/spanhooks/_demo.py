@@ -2,7 +2,8 @@
 
 No network and no API key: the "model" and the tools are local functions. One run makes an
 agent turn (Thea-style messages and delegation, LLMProc-style API and tool calls, one failing
-tool, LogiLLM-style module and provider events, two tools run as concurrent asyncio tasks), a
+tool, LogiLLM-style module and provider events, two tools run as concurrent asyncio tasks, a
+model call that times out and a streamed reply made with the ``@llm`` decorator), a
 meeting with turns, joins, a timeout and leaves, and the operations subsystems: the failing
 tool goes through the error handler, the conversation is a SessionState, its creation is
 routed, two health checks and a polling task run, and a cleanup is registered.
@@ -13,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from spanhooks._decorators import llm
 from spanhooks._manager import AbstractCallback, CallbackManager
 from spanhooks.ops import (
     CleanupPriority,
@@ -144,6 +147,23 @@ async def _run_tool(manager: CallbackManager, name: str, args: dict[str, Any], d
     return result
 
 
+def _model_calls(manager: CallbackManager) -> tuple[Any, Any]:
+    """Two decorated model calls: a streamed reply, and an attempt that times out."""
+
+    @llm(model="claude-demo", provider="anthropic", manager=manager)
+    async def stream_reply(prompt: str) -> AsyncIterator[dict[str, Any]]:
+        for word in ("Your", "trip", "is", "planned."):
+            await asyncio.sleep(0.002)
+            yield {"delta": word}
+        yield {"model": "claude-demo", "usage": {"input_tokens": 64, "output_tokens": 4}}
+
+    @llm(model="claude-demo", provider="anthropic", manager=manager)
+    def first_try(prompt: str) -> dict[str, Any]:
+        raise TimeoutError("the model did not answer within 10 ms")
+
+    return stream_reply, first_try
+
+
 async def _agent_turn(manager: CallbackManager, user_id: str, router: EventRouter) -> None:
     process = SimpleNamespace(
         display_name="travel-agent", model_name="claude-demo", provider="anthropic"
@@ -197,7 +217,11 @@ async def _agent_turn(manager: CallbackManager, user_id: str, router: EventRoute
         ModuleEndEvent(module=module, outputs={"answer": "ok"}, duration=0.01, success=True)
     )
 
-    manager.emit(CallbackEvent.RESPONSE, "Your trip is planned.")
+    reply, first_try = _model_calls(manager)
+    with contextlib.suppress(TimeoutError):  # the model times out once; the reply is streamed
+        first_try("Write the reply")
+    words = [chunk["delta"] async for chunk in reply("Write the reply") if "delta" in chunk]
+    manager.emit(CallbackEvent.RESPONSE, " ".join(words))
     manager.emit(
         CallbackEvent.TURN_END, process, _fake_completion("claude-demo", 80, "done"), [1, 2, 3]
     )
