@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import ssl
 import threading
 from collections.abc import Iterable
@@ -31,7 +32,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client.registry import CollectorRegistry
 
 from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
-from spanhooks._attributes import AttributePolicy
+from spanhooks._attributes import AttributePolicy, Redactor, redact_pattern_from_env
 from spanhooks._context import attach_parent_from_env
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
@@ -131,6 +132,8 @@ def setup(
     otlp_protocol: str | None = None,
     capture_content: bool | None = None,
     max_attribute_length: int | None = None,
+    redactor: Redactor | None = None,
+    redact_patterns: Iterable[str | re.Pattern[str]] | None = None,
     tracer_provider: TracerProvider | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     manager: CallbackManager | None = None,
@@ -150,6 +153,12 @@ def setup(
     ``registry`` collects them into your own ``CollectorRegistry`` instead of a private one.
     With ``PROMETHEUS_MULTIPROC_DIR`` set, every process mirrors its metrics into that directory
     and ``metrics_port`` serves the sum over all workers.
+
+    Redaction, applied as attributes are built, before any processor or exporter sees them:
+    ``redact_patterns`` (regular expressions; default ``SPANHOOKS_REDACT_PATTERN``) replace
+    every match with ``[REDACTED]``, and ``redactor(key, value)`` returns the value to record or
+    None to drop it; a redactor that raises drops the value (see :class:`AttributePolicy`).
+    Pass a module-level function if children started with ``ProcessTarget`` must redact too.
     """
     global _active
     with _lock:
@@ -161,6 +170,10 @@ def setup(
             if capture_content is None
             else capture_content,
             max_length=max_attribute_length or _env_int("SPANHOOKS_MAX_ATTRIBUTE_LENGTH", 4096),
+            redactor=redactor,
+            redact_patterns=tuple(redact_patterns)
+            if redact_patterns is not None
+            else _env_patterns(),
         )
         target.set_attribute_policy(policy)
         if env_flag("OTEL_SDK_DISABLED", False):
@@ -189,6 +202,8 @@ def setup(
             "otlp_protocol": otlp_protocol,
             "capture_content": policy.capture_content,
             "max_attribute_length": policy.max_length,
+            "redactor": redactor,
+            "redact_patterns": policy.redact_patterns,
         }
         _add(telemetry, CallbackSpanProcessor(target.spans))
         if jsonl if jsonl is not None else env_flag("SPANHOOKS_JSONL", True):
@@ -302,6 +317,11 @@ def _otlp_exporter(endpoint: str | None, protocol: str | None) -> SpanExporter:
         url = endpoint.rstrip("/")
         return HttpExporter(endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces")
     return HttpExporter()
+
+
+def _env_patterns() -> tuple[re.Pattern[str], ...]:
+    pattern = redact_pattern_from_env()
+    return (pattern,) if pattern is not None else ()
 
 
 def _env_int(name: str, default: int) -> int:
