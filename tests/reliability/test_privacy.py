@@ -28,7 +28,7 @@ from prometheus_client import Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks import AttributePolicy, CallbackEvent
+from spanhooks import AttributePolicy, CallbackEvent, JSONLCallback
 from spanhooks._accounting import SpanMetricsProcessor
 from spanhooks._attributes import REDACTED
 from spanhooks._cardinality import MAX_SERIES, OTHER, LabelLimiter, SeriesLimiter
@@ -36,6 +36,7 @@ from spanhooks._log import safe_url
 from spanhooks._metrics import EVENTS, BucketHistogram, counter, install_collector
 from spanhooks._server import start_metrics_server
 from spanhooks.testing import Capture, capture
+from spanhooks.vocab.logillm import ModuleEndEvent
 
 SECRET = "CANARY-sk-7f3a9c1e"
 """Distinct enough that no figure, id or timestamp can contain it by chance."""
@@ -395,6 +396,20 @@ def test_an_invalid_redact_pattern_in_the_environment_stops_setup(tmp_path: Path
     )
 
 
+def test_the_logillm_jsonl_logger_applies_the_environment_pattern_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPANHOOKS_REDACT_PATTERN", r"CANARY-sk-\w+")
+    path = tmp_path / "execution.jsonl"
+    logger = JSONLCallback(path, capture_content=True)
+    with capture() as cap:
+        cap.manager.register(logger)
+        cap.manager.emit(ModuleEndEvent(module="qa", outputs={"answer": f"it is {SECRET}"}))
+    logger.close()
+    [line] = path.read_text().splitlines()
+    assert SECRET not in line and f"it is {REDACTED}" in line
+
+
 def test_replay_prints_its_endpoint_without_credentials(tmp_path: Path, otlp_sink: str) -> None:
     trace = tmp_path / "t.jsonl"
     with capture() as cap:
@@ -602,7 +617,7 @@ def test_mark_process_dead_removes_a_dead_workers_live_gauge_files(tmp_path: Pat
     pid = done.stdout.strip()
     live = sorted(p.name for p in directory.glob(f"gauge_live*_{pid}.db"))
     assert live  # the dead worker left live gauges (open spans, queued spans) behind
-    counters = sorted(p.name for p in directory.glob(f"counter_{pid}.db"))
+    totals = sorted(p.name for p in directory.glob(f"*_{pid}.db") if "live" not in p.name)
     cleanup = subprocess.run(
         [sys.executable, "-c", f"import spanhooks; spanhooks.mark_process_dead({pid})"],
         env=env,
@@ -612,8 +627,5 @@ def test_mark_process_dead_removes_a_dead_workers_live_gauge_files(tmp_path: Pat
     )
     assert cleanup.returncode == 0, cleanup.stderr
     assert not list(directory.glob(f"gauge_live*_{pid}.db"))
-    assert (
-        sorted(p.name for p in directory.glob(f"counter_{pid}.db"))
-        == counters
-        == [f"counter_{pid}.db"]
-    )  # totals stay: a dead worker's events still happened
+    after = sorted(p.name for p in directory.glob(f"*_{pid}.db"))
+    assert after == totals == [f"counter_{pid}.db", f"histogram_{pid}.db"]  # totals stay
