@@ -8,6 +8,7 @@ import datetime
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -27,8 +28,9 @@ from spanhooks.testing import Capture, capture
 from spanhooks.vocab.logillm import ModuleEndEvent, ModuleStartEvent
 
 MAX_LENGTH = 64
-EXAMPLES = 150
-"""Examples per property; each emits several events, so the suite runs in seconds."""
+EXAMPLES = int(os.environ.get("SPANHOOKS_HYPOTHESIS_EXAMPLES", "150"))
+"""Examples per property; each emits several events, so the suite runs in seconds (raise it
+with ``SPANHOOKS_HYPOTHESIS_EXAMPLES`` for a longer search)."""
 
 HYPOTHESIS = settings(
     max_examples=EXAMPLES,
@@ -286,6 +288,19 @@ def test_an_unknown_event_name_in_register_and_on_is_a_value_error(cap: Capture)
             ValueError,
             "declares 'a' twice",
         ),
+        (lambda m: EventSet("bad", [1]), TypeError, "declared with start"),
+        (lambda m: EventSet("bad", [point(3)]), ValueError, "Python identifier"),  # type: ignore[arg-type]
+        (lambda m: EventSet("bad", [point("p", "a b")]), ValueError, "Python identifier"),
+        (
+            lambda m: EventSet("bad", [point("p", "x", attributes={"x": 5})]),
+            TypeError,
+            "non-empty strings",
+        ),
+        (
+            lambda m: EventSet("bad", [point("p", "x", content={"y"})]),
+            ValueError,
+            "unknown arguments",
+        ),
     ],
     ids=[
         "register-non-callable",
@@ -304,6 +319,11 @@ def test_an_unknown_event_name_in_register_and_on_is_a_value_error(cap: Capture)
         "pattern-matches-empty",
         "pattern-not-str",
         "duplicate-event-names",
+        "event-not-a-spec",
+        "event-name-not-identifier",
+        "argument-not-identifier",
+        "attribute-key-not-str",
+        "content-names-unknown-argument",
     ],
 )
 def test_public_apis_reject_wrong_arguments_clearly(
