@@ -78,11 +78,10 @@ def compile_redact_patterns(
         if isinstance(pattern, re.Pattern):
             if not isinstance(pattern.pattern, str):
                 raise TypeError(f"redact patterns must match str, not bytes: {pattern!r}")
-            source = (
-                pattern.pattern
-                if not pattern.flags & re.IGNORECASE
-                else (f"(?i:{pattern.pattern})")
-            )
+            letters = "".join(
+                letter for flag, letter in _SCOPED_FLAGS if pattern.flags & flag
+            )  # a compiled pattern keeps its flags inside the alternation
+            source = f"(?{letters}:{pattern.pattern})" if letters else pattern.pattern
         elif isinstance(pattern, str):
             source = pattern
         else:
@@ -95,6 +94,9 @@ def compile_redact_patterns(
             raise ValueError(f"redact pattern {source!r} matches the empty string")
         sources.append(f"(?:{source})")
     return re.compile("|".join(sources)) if sources else None
+
+
+_SCOPED_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
 
 
 def redact_pattern_from_env() -> re.Pattern[str] | None:

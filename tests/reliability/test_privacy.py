@@ -122,6 +122,17 @@ def test_patterns_replace_matches_in_strings_json_sequences_span_names_and_error
     assert span.status.description == f"ValueError: {REDACTED}"
 
 
+def test_compiled_patterns_keep_their_flags() -> None:
+    policy = AttributePolicy(
+        capture_content=True,
+        redact_patterns=[
+            re.compile("canary-sk-\\w+", re.IGNORECASE),
+            re.compile("^pin \\d+$", re.M),
+        ],
+    )
+    assert policy.scrub(f"{SECRET}\npin 1234\nok") == f"{REDACTED}\n{REDACTED}\nok"
+
+
 def test_a_match_is_redacted_before_truncation_so_no_fragment_survives() -> None:
     policy = AttributePolicy(capture_content=True, max_length=30, redact_patterns=[SECRET])
     with capture() as cap:
