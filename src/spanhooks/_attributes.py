@@ -323,7 +323,7 @@ def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
+        return _truncate(value.isoformat(), policy.max_length)
     if isinstance(value, list | tuple) and value and len(value) <= 128:
         homogeneous = _primitive_sequence(value, policy)
         if homogeneous is not None:

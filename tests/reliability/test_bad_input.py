@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 import spanhooks
 from spanhooks import AttributePolicy, CallbackEvent, CallbackManager, EventSet, point
+from spanhooks._attributes import coerce
 from spanhooks._reader import read_spans
 from spanhooks.testing import Capture, capture
 from spanhooks.vocab.logillm import ModuleEndEvent, ModuleStartEvent
@@ -463,3 +464,8 @@ def test_dates_and_times_are_iso_strings(cap: Capture) -> None:
     cap.manager.emit(CallbackEvent.TOOL_END, "t", None)
     [span] = cap.spans()
     assert (span.attributes or {})["gen_ai.tool.call.arguments"] == "2024-05-01T12:30:00+00:00"
+
+
+def test_a_date_is_cut_to_the_length_limit_too() -> None:
+    policy = AttributePolicy(max_length=16)
+    assert coerce(datetime.datetime(2000, 1, 1), policy) == "2000-01-01T00:0…"
