@@ -44,6 +44,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from prometheus_client.core import Metric
 
 from spanhooks._deadline import SharedDeadline
+from spanhooks._forksafe import fork_safe_lock
 from spanhooks._log import logger, rate_limited
 from spanhooks._metrics import (
     SPAN_DURATION_SECONDS,
@@ -115,7 +116,7 @@ class DropLog:
 
     def __init__(self, interval: float = DROP_LOG_INTERVAL) -> None:
         self.interval = interval
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock(self)
         self._logged: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._last = float("-inf")
 

@@ -4,22 +4,42 @@ Primitives are kept as they are; anything else is serialised to JSON that stays 
 truncated. Values under sensitive keys (``api_key``, ``password``, ...) are redacted, and content
 arguments (prompts, messages, tool arguments and results) are left out unless capture is on.
 None of these functions raises: a value that cannot be represented becomes a placeholder.
+
+Redaction of your own runs here too, so no span processor or exporter ever sees the original:
+``redact_patterns`` (regular expressions; every match inside a string, a JSON document or a
+string sequence becomes ``[REDACTED]`` before truncation) and ``redactor``, a callable
+``(attribute key, value) -> value | None`` that sees each attribute as it would be recorded.
+A redactor that raises fails closed: that attribute is dropped, counted and logged (rate
+limited, with the exception's type only, never its message, which could quote the value).
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
+import logging
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
 from spanhooks._events import Bound, EventSpec, Phase
+from spanhooks._log import rate_limited
 
-__all__ = ["AttributePolicy", "coerce", "to_json"]
+__all__ = [
+    "REDACTED",
+    "REDACT_PATTERN_ENV",
+    "AttributePolicy",
+    "Redactor",
+    "coerce",
+    "compile_redact_patterns",
+    "redact_pattern_from_env",
+    "to_json",
+]
 
 AttributeValue = str | bool | int | float | tuple[str, ...] | tuple[int, ...] | tuple[float, ...]
 
@@ -33,6 +53,65 @@ _MAX_DEPTH = 8
 _MISSING = object()
 _PUT, _REDACT, _SKIP = 0, 1, 2
 _RESERVED_ATTRIBUTES = 3  # gen_ai.operation.name, error.type, spanhooks.abandoned
+REDACT_PATTERN_ENV = "SPANHOOKS_REDACT_PATTERN"
+"""One regular expression (alternatives joined with ``|``) redacted wherever it matches."""
+
+Redactor = Callable[[str, Any], Any]
+"""``(attribute key, value as it would be recorded) -> value to record, or None to drop it``."""
+
+
+def compile_redact_patterns(
+    patterns: Iterable[str | re.Pattern[str]] | str | re.Pattern[str] | None,
+) -> re.Pattern[str] | None:
+    """One compiled alternation of ``patterns`` (None when there are none).
+
+    Raises TypeError for something that is not a str or compiled pattern, and ValueError for
+    a pattern that does not compile or that matches the empty string (it would redact between
+    every character).
+    """
+    if patterns is None:
+        return None
+    if isinstance(patterns, str | re.Pattern):
+        patterns = [patterns]
+    sources: list[str] = []
+    for pattern in patterns:
+        if isinstance(pattern, re.Pattern):
+            if not isinstance(pattern.pattern, str):
+                raise TypeError(f"redact patterns must match str, not bytes: {pattern!r}")
+            letters = "".join(
+                letter for flag, letter in _SCOPED_FLAGS if pattern.flags & flag
+            )  # a compiled pattern keeps its flags inside the alternation
+            source = f"(?{letters}:{pattern.pattern})" if letters else pattern.pattern
+        elif isinstance(pattern, str):
+            source = pattern
+        else:
+            raise TypeError(f"redact patterns must be str or re.Pattern, got {pattern!r}")
+        try:
+            compiled = re.compile(source)
+        except re.error as error:
+            raise ValueError(f"redact pattern {source!r} does not compile: {error}") from None
+        if compiled.fullmatch(""):
+            raise ValueError(f"redact pattern {source!r} matches the empty string")
+        sources.append(f"(?:{source})")
+    return re.compile("|".join(sources)) if sources else None
+
+
+_SCOPED_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
+
+
+def redact_pattern_from_env() -> re.Pattern[str] | None:
+    """The pattern in ``SPANHOOKS_REDACT_PATTERN``, if set; ValueError if it is invalid.
+
+    An invalid pattern is an error rather than a warning: ignoring it would record what the
+    operator asked to hide.
+    """
+    raw = os.environ.get(REDACT_PATTERN_ENV, "")
+    if not raw.strip():
+        return None
+    try:
+        return compile_redact_patterns([raw])
+    except ValueError as error:
+        raise ValueError(f"{REDACT_PATTERN_ENV}: {error}") from None
 
 
 def is_sensitive(key: str) -> bool:
@@ -54,13 +133,61 @@ class AttributePolicy:
     """
     redact_keys: bool = True
     extra_sensitive: frozenset[str] = field(default_factory=frozenset)
+    redactor: Redactor | None = None
+    """Called as ``redactor(key, value)`` for every attribute of spans and span events that
+    spanhooks builds, with the value as it would be recorded (after truncation and
+    ``redact_patterns``); returns the value to record (coerced and bounded again) or None to
+    leave the attribute out. If it raises, the attribute is dropped (fail closed), counted in
+    :attr:`redaction_failures` and logged without the value. It runs on the emitting thread,
+    so it must be thread-safe and fast."""
+    redact_patterns: tuple[str | re.Pattern[str], ...] = ()
+    """Regular expressions; each match in any recorded string (arguments, content, JSON
+    documents, string sequences, span names, exception messages) becomes ``[REDACTED]``.
+    Compiled once into one alternation when the policy is made."""
 
     _plans: dict[EventSpec, tuple[tuple[str, str, int], ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _pattern: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
+    _failures: itertools.count[int] = field(
+        default_factory=itertools.count, init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        """Validate and precompute, so building attributes does no configuration work."""
+        if not isinstance(self.max_length, int) or self.max_length < 16:
+            raise ValueError(f"max_length must be an int >= 16, got {self.max_length!r}")
+        if not isinstance(self.max_attributes, int) or self.max_attributes <= _RESERVED_ATTRIBUTES:
+            raise ValueError(
+                f"max_attributes must be an int > {_RESERVED_ATTRIBUTES}, "
+                f"got {self.max_attributes!r}"
+            )
+        if self.redactor is not None and not callable(self.redactor):
+            raise TypeError(
+                f"redactor must be callable (key, value) -> value | None, got {self.redactor!r}"
+            )
+        patterns = self.redact_patterns
+        if isinstance(patterns, str | re.Pattern):
+            patterns = (patterns,)
+        patterns = tuple(patterns)
+        object.__setattr__(self, "redact_patterns", patterns)
+        object.__setattr__(self, "_pattern", compile_redact_patterns(patterns))
+        object.__setattr__(
+            self, "extra_sensitive", frozenset(k.lower() for k in self.extra_sensitive)
+        )
+
+    @property
+    def redaction_failures(self) -> int:
+        """Attributes dropped because the redactor raised (fail closed)."""
+        return int(self._failures.__reduce__()[1][0])
 
     def sensitive(self, key: str) -> bool:
         return self.redact_keys and (key.lower() in self.extra_sensitive or is_sensitive(key))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every ``redact_patterns`` match replaced by ``[REDACTED]``."""
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(REDACTED, text)
 
     def build(self, spec: EventSpec, bound: Bound) -> dict[str, AttributeValue]:
         """Attributes for one event: computed ids and counts first, then arguments, content last.
@@ -102,7 +229,35 @@ class AttributePolicy:
                 extracted = {}
             for key, value in extracted.items():
                 self._put(attrs, key, value)
+        if self.redactor is not None:
+            return self.redact(attrs)
         return attrs
+
+    def redact(self, attrs: Mapping[str, Any]) -> dict[str, AttributeValue]:
+        """Run the redactor over built attributes; what it returns is coerced and bounded."""
+        redactor = self.redactor
+        if redactor is None:
+            return dict(attrs)
+        kept: dict[str, AttributeValue] = {}
+        for key, value in attrs.items():
+            try:
+                replaced = redactor(key, value)
+            except Exception as error:  # fail closed: the value is dropped, never recorded
+                next(self._failures)
+                rate_limited.log(
+                    logging.WARNING,
+                    "redactor",
+                    "redactor raised %s for attribute %r; the attribute was dropped",
+                    type(error).__name__,
+                    key,
+                )
+                continue
+            if replaced is None:
+                continue
+            coerced = replaced if replaced is value else coerce(replaced, self)
+            if coerced is not None:
+                kept[key] = coerced
+        return kept
 
     def _plan(self, spec: EventSpec) -> tuple[tuple[str, str, int], ...]:
         """(argument, attribute key, how) for each declared argument, in recording order:
@@ -153,38 +308,59 @@ def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
     """One attribute value within the policy's length limit, or None to leave the key out."""
     if value is None:
         return None
-    if isinstance(value, bool | int):
+    if isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else _big_int(value, policy.max_length)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
+        if policy._pattern is not None:
+            value = policy._pattern.sub(REDACTED, value)
         return _truncate(value, policy.max_length)
     if isinstance(value, Enum):
         return coerce(value.value, policy)
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
+        return _truncate(value.isoformat(), policy.max_length)
     if isinstance(value, list | tuple) and value and len(value) <= 128:
-        homogeneous = _primitive_sequence(value, policy.max_length)
+        homogeneous = _primitive_sequence(value, policy)
         if homogeneous is not None:
             return homogeneous
     if isinstance(value, Mapping | list | tuple | set | frozenset) or (
         is_dataclass(value) and not isinstance(value, type)
     ):
         return to_json(value, policy)
-    return _truncate(_safe_str(value), policy.max_length)
+    return _truncate(policy.scrub(_safe_str(value)), policy.max_length)
 
 
-def _primitive_sequence(value: list[Any] | tuple[Any, ...], limit: int) -> AttributeValue | None:
+def _primitive_sequence(
+    value: list[Any] | tuple[Any, ...], policy: AttributePolicy
+) -> AttributeValue | None:
     first = type(value[0])
     if first not in (str, int, float) or any(type(item) is not first for item in value):
         return None
     if first is str:
-        return tuple(_truncate(item, limit) for item in value)
+        limit = policy.max_length
+        return tuple(_truncate(policy.scrub(item), limit) for item in value)
     if first is float and not all(math.isfinite(item) for item in value):
         return None
+    if first is int and not all(_INT64_MIN <= item <= _INT64_MAX for item in value):
+        return None
     return tuple(value)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+"""OTLP carries int64: a larger int would make the exporter drop the attribute (and log it)."""
+
+
+def _big_int(value: int, limit: int) -> str:
+    """An int beyond int64 as text (``str`` itself refuses past 4,300 digits)."""
+    try:
+        return _truncate(str(value), limit)
+    except ValueError:
+        return f"<int of {value.bit_length()} bits>"
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -208,15 +384,24 @@ def to_json(value: Any, policy: AttributePolicy) -> str:
     preview = text[: max(0, limit - 40)]
     while True:
         wrapped = json.dumps({"truncated": len(text), "preview": preview}, ensure_ascii=False)
-        if len(wrapped) <= limit or not preview:
+        if len(wrapped) <= limit:
             return wrapped
+        if not preview:  # a limit too small for the wrapper: still valid JSON, still bounded
+            return _TRUNCATED_JSON
         preview = preview[: len(preview) - (len(wrapped) - limit) - 1]
+
+
+_TRUNCATED_JSON = json.dumps("<truncated>")  # 13 characters: within the smallest limit (16)
 
 
 def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> Any:
     """A JSON-ready copy: cycles, depth, odd floats, bytes and failing ``__repr__`` handled."""
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return value if policy._pattern is None else policy._pattern.sub(REDACTED, value)
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else _big_int(value, policy.max_length)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Enum):
@@ -231,7 +416,9 @@ def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> A
     try:
         if isinstance(value, Mapping):
             return {
-                str(k): REDACTED if policy.sensitive(str(k)) else _plain(v, policy, depth + 1, seen)
+                policy.scrub(_safe_str(k)): REDACTED
+                if policy.sensitive(_safe_str(k))
+                else _plain(v, policy, depth + 1, seen)
                 for k, v in list(value.items())[:256]
             }
         if isinstance(value, list | tuple | set | frozenset):
@@ -243,7 +430,7 @@ def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> A
                 else _plain(getattr(value, f.name, None), policy, depth + 1, seen)
                 for f in fields(value)
             }
-        return _safe_str(value)
+        return policy.scrub(_safe_str(value))
     finally:
         seen.discard(id(value))
 

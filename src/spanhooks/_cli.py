@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from spanhooks._log import safe_url
 from spanhooks._reader import build_trees, format_trees, read_spans
 
 __all__ = ["main"]
@@ -99,7 +100,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     sent, failed = replay(args.file, args.endpoint, protocol=args.protocol)
     print(
-        f"{sent} span(s) sent to {args.endpoint}"
+        f"{sent} span(s) sent to {safe_url(args.endpoint)}"
         + (f"; {failed} in failed batches" if failed else "")
     )
     return 0 if not failed else 2
@@ -169,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; a missing or unreadable input file is a one-line error and exit code 1."""
+    """Run a command; a missing or unreadable input file (damaged, binary, a directory, not
+    permitted) is a one-line error and exit code 1."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
@@ -178,6 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ValueError as exc:
         print(f"spanhooks {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a directory, no permission: still one line, no traceback
+        if exc.filename is None:
+            raise
+        print(
+            f"spanhooks {args.command}: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr
+        )
         return 1
     return code
 

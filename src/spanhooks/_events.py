@@ -181,6 +181,11 @@ def _template_fields(template: str) -> set[str]:
 
 
 def _validate(spec: EventSpec, set_name: str) -> EventSpec:
+    if not isinstance(spec, EventSpec):
+        raise TypeError(
+            f"event set {set_name!r}: events are declared with start(), end() or point(), "
+            f"got {spec!r}"
+        )
     where = f"event {spec.name!r} in set {set_name!r}"
     _check_identifier(f"{where}: the event name", spec.name)
     if not isinstance(spec.phase, Phase):
@@ -191,6 +196,12 @@ def _validate(spec: EventSpec, set_name: str) -> EventSpec:
         _check_identifier(f"{where}: argument", arg)
         if arg in RESERVED_ARGS:
             raise ValueError(f"{where}: argument name {arg!r} is reserved by emit()")
+    for arg, attribute in spec.attributes.items():
+        if not isinstance(attribute, str) or not attribute:
+            raise TypeError(
+                f"{where}: attributes maps {arg!r} to {attribute!r}; attribute keys are "
+                f"non-empty strings"
+            )
     known = set(spec.args)
     for label, names in (
         ("attributes", spec.attributes),

@@ -16,7 +16,7 @@ import weakref
 from pathlib import Path
 from typing import IO, Any
 
-from spanhooks._attributes import AttributePolicy
+from spanhooks._attributes import AttributePolicy, redact_pattern_from_env
 from spanhooks._jsonl import _repair_torn_tail, dumps
 from spanhooks._manager import CallbackManager, capture_content_from_env
 from spanhooks.vocab.logillm import LOGILLM
@@ -62,10 +62,12 @@ class JSONLCallback:
         self.events = frozenset(
             name for kind, names in _CATEGORIES.items() if included[kind] for name in names
         )
+        pattern = redact_pattern_from_env()
         self._policy = AttributePolicy(
             capture_content=capture_content_from_env()
             if capture_content is None
-            else capture_content
+            else capture_content,
+            redact_patterns=(pattern,) if pattern is not None else (),
         )
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None

@@ -1,10 +1,13 @@
-"""The library logger and a rate limiter that keeps a failing callback from flooding logs."""
+"""The library logger, a rate limiter that keeps a failing callback from flooding logs, and
+:func:`safe_url` for printing an endpoint without the credentials it may carry."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
+import urllib.parse
+
+from spanhooks._forksafe import fork_safe_lock
 
 logger = logging.getLogger("spanhooks")
 
@@ -21,7 +24,7 @@ class RateLimitedLog:
         self._interval = interval
         self._burst = burst
         self._max_keys = max_keys
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock(self)
         self._windows: dict[str, tuple[float, int, int]] = {}
 
     def log(
@@ -50,3 +53,23 @@ class RateLimitedLog:
 
 
 rate_limited = RateLimitedLog()
+
+
+def safe_url(url: str) -> str:
+    """``url`` fit to print or log: user and password, and every query value, replaced.
+
+    ``https://user:secret@host/v1/traces?key=abc`` becomes
+    ``https://[REDACTED]@host/v1/traces?key=[REDACTED]``. Anything unparseable is withheld.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "[REDACTED]@" + netloc.rsplit("@", 1)[1]
+        query = "&".join(
+            f"{key}=[REDACTED]" if value else key
+            for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        )
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "<url withheld>"

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, Tracer, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks._attributes import AttributePolicy
+from spanhooks._attributes import AttributePolicy, redact_pattern_from_env
 from spanhooks._context import CallContext
 from spanhooks._dispatch import Dispatcher, DispatchObserver, Priority, Route
 from spanhooks._events import EventSet, EventSpec, Phase, unknown_event_message
@@ -237,11 +237,13 @@ class CallbackManager:
         self._active_provider: TracerProvider | None = None
         self._counts: dict[EventSpec, itertools.count[int]] | None = None
         self._latency: BucketHistogram | None = None
+        pattern = redact_pattern_from_env()
         policy = AttributePolicy(
             capture_content=capture_content_from_env()
             if capture_content is None
             else capture_content,
             max_length=max_attribute_length,
+            redact_patterns=(pattern,) if pattern is not None else (),
         )
         self._mapper = SpanMapper(policy, OpenSpans(max_open_spans, max_span_age))
         self.spans = SpanCallbacks(

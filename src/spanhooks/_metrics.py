@@ -11,7 +11,10 @@ counts those objects keep anyway, so the emit path gains no lock and no work.
 
 Names follow Prometheus conventions: the ``spanhooks_`` prefix, base units (seconds), ``_total``
 for counters, and labels only from bounded sets (declared event names, registered components,
-enum values; never ids or free text).
+enum values; never ids or free text). Labels the application names (callbacks, tasks,
+components, operations of other instrumentations' spans) are capped besides by
+:mod:`spanhooks._cardinality`: 1,000 values per label and 1,000 series per family, then
+``other``.
 """
 
 from __future__ import annotations
@@ -32,8 +35,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Exemplar, Sample
 
+from spanhooks._cardinality import MAX_LABEL_VALUES, MAX_SERIES, SeriesLimiter
+from spanhooks._forksafe import fork_safe_lock
+
 __all__ = [
     "LATENCY_BUCKETS",
+    "MAX_LABEL_VALUES",
+    "MAX_SERIES",
     "BucketHistogram",
     "MetricSource",
     "SpanhooksCollector",
@@ -60,9 +68,6 @@ LATENCY_BUCKETS = (
     10.0,
 )
 """Seconds; from half a millisecond (a callback) to ten seconds (a slow model call)."""
-
-MAX_LABEL_VALUES = 1000
-"""Distinct values one label may take in one family before the rest are counted as ``other``."""
 
 
 class MetricDef(NamedTuple):
@@ -114,11 +119,29 @@ class SpanhooksCollector(Collector):
                 elif existing.type == family.type:
                     existing.samples.extend(family.samples)
         for family in merged.values():
-            family.samples = _sum_duplicates(family.samples)
+            family.samples = _sum_duplicates(_capped_samples(family.name, family.samples))
             yield family
 
     def describe(self) -> Iterable[Metric]:
         return ()  # computed families: describing them would run a collection at register time
+
+
+def _capped_samples(name: str, samples: list[Sample]) -> list[Sample]:
+    """Samples whose series are within the family's limit once several sources are merged
+    (each source is capped on its own, the sum of them may not be): series past the limit are
+    relabelled ``other`` and then added up with the rest."""
+    series = {tuple(v for k, v in s.labels.items() if k != "le") for s in samples}
+    if len(series) <= MAX_SERIES + 1:
+        return samples
+    capped = []
+    for sample in samples:
+        names = [k for k in sample.labels if k != "le"]
+        limited = _family_limiter(name, len(names)).limit([sample.labels[k] for k in names])
+        labels = dict(zip(names, limited, strict=True))
+        if "le" in sample.labels:
+            labels["le"] = sample.labels["le"]
+        capped.append(sample._replace(labels=labels))
+    return capped
 
 
 def _sum_duplicates(samples: list[Sample]) -> list[Sample]:
@@ -162,7 +185,7 @@ def counter(
     family = CounterMetricFamily(
         definition.name, definition.documentation, labels=list(definition.labels)
     )
-    return _filled(family, values)
+    return _filled(family, definition, values)
 
 
 def gauge(
@@ -172,26 +195,35 @@ def gauge(
     family = GaugeMetricFamily(
         definition.name, definition.documentation, labels=list(definition.labels)
     )
-    return _filled(family, values)
+    return _filled(family, definition, values)
 
 
 F = TypeVar("F", CounterMetricFamily, GaugeMetricFamily)
 
 
-def _filled(family: F, values: Iterable[tuple[Sequence[str], float]]) -> F:
-    for label_values, value in _capped(values):
-        family.add_metric(list(label_values), value)
+def _filled(family: F, definition: MetricDef, values: Iterable[tuple[Sequence[str], float]]) -> F:
+    limiter = _family_limiter(definition.name, len(definition.labels))
+    totals: dict[tuple[str, ...], float] = {}
+    for label_values, value in values:
+        key = limiter.limit(label_values)
+        totals[key] = totals.get(key, 0.0) + value
+    for key, total in totals.items():
+        family.add_metric(list(key), total)
     return family
 
 
-def _capped(values: Iterable[tuple[Sequence[str], float]]) -> list[tuple[tuple[str, ...], float]]:
-    totals: dict[tuple[str, ...], float] = {}
-    for label_values, value in values:
-        key = tuple(str(v) for v in label_values)
-        if key not in totals and len(totals) >= MAX_LABEL_VALUES:
-            key = tuple("other" for _ in key)
-        totals[key] = totals.get(key, 0.0) + value
-    return list(totals.items())
+_limiters: dict[tuple[str, int], SeriesLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def _family_limiter(name: str, width: int) -> SeriesLimiter:
+    """One sticky limiter per family for scrape-time capping, so a counter's series persist."""
+    key = (name, width)
+    found = _limiters.get(key)
+    if found is None:
+        with _limiters_lock:
+            found = _limiters.setdefault(key, SeriesLimiter(tuple(f"l{i}" for i in range(width))))
+    return found
 
 
 class BucketHistogram:
@@ -202,11 +234,16 @@ class BucketHistogram:
     """
 
     def __init__(
-        self, buckets: Sequence[float] = LATENCY_BUCKETS, max_series: int = MAX_LABEL_VALUES
+        self,
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+        max_series: int = MAX_SERIES,
+        max_values: int = MAX_LABEL_VALUES,
     ) -> None:
         self.buckets = tuple(sorted(buckets))
         self.max_series = max_series
-        self._lock = threading.Lock()
+        self.max_values = max_values
+        self._limiter: SeriesLimiter | None = None
+        self._lock = fork_safe_lock(self)
         self._series: dict[tuple[str, ...], list[float]] = {}
         self._exemplars: dict[tuple[str, ...], dict[int, tuple[str, float]]] = {}
 
@@ -214,9 +251,15 @@ class BucketHistogram:
         index = bisect.bisect_left(self.buckets, seconds)
         with self._lock:
             series = self._series.get(labels)
-            if series is None:
-                if len(self._series) >= self.max_series:
-                    labels = tuple("other" for _ in labels)
+            if series is None:  # a new label tuple: each label and the series count capped
+                limiter = self._limiter
+                if limiter is None or len(limiter.labelnames) != len(labels):
+                    limiter = self._limiter = SeriesLimiter(
+                        tuple(f"l{i}" for i in range(len(labels))),
+                        max_values=self.max_values,
+                        max_series=self.max_series,
+                    )
+                labels = limiter.limit(labels)
                 series = self._series.setdefault(labels, [0.0] * (len(self.buckets) + 3))
             series[index] += 1  # per-bucket counts; the last two slots are count and sum
             series[-2] += 1

@@ -56,7 +56,11 @@ def registry() -> CollectorRegistry:
 
 
 def mark_process_dead(pid: int) -> None:
-    """Forget a dead worker's live gauges (call it from gunicorn's ``child_exit``)."""
+    """Forget a dead worker's live gauges (call it from gunicorn's ``child_exit``).
+
+    Deletes that pid's ``gauge_live*_<pid>.db`` files in ``PROMETHEUS_MULTIPROC_DIR``; its
+    counter and histogram files stay, because what a dead worker counted still happened.
+    """
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -44,7 +45,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client.registry import CollectorRegistry
 
 from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
-from spanhooks._attributes import AttributePolicy
+from spanhooks._attributes import AttributePolicy, Redactor, redact_pattern_from_env
 from spanhooks._context import attach_parent_from_env
 from spanhooks._deadline import SharedDeadline
 from spanhooks._genai_metrics import GenAIMetricsProcessor
@@ -178,6 +179,8 @@ def setup(
     otlp_protocol: str | None = None,
     capture_content: bool | None = None,
     max_attribute_length: int | None = None,
+    redactor: Redactor | None = None,
+    redact_patterns: Iterable[str | re.Pattern[str]] | None = None,
     tracer_provider: TracerProvider | None = None,
     span_processors: Iterable[SpanProcessor] = (),
     manager: CallbackManager | None = None,
@@ -204,6 +207,12 @@ def setup(
     seconds unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` is set); ``shutdown_timeout`` bounds
     shutdown and so process exit (:data:`SHUTDOWN_TIMEOUT` seconds, or
     ``SPANHOOKS_SHUTDOWN_TIMEOUT``), however many exporters or added processors hang.
+
+    Redaction, applied as attributes are built, before any processor or exporter sees them:
+    ``redact_patterns`` (regular expressions; default ``SPANHOOKS_REDACT_PATTERN``) replace
+    every match with ``[REDACTED]``, and ``redactor(key, value)`` returns the value to record or
+    None to drop it; a redactor that raises drops the value (see :class:`AttributePolicy`).
+    Pass a module-level function if children started with ``ProcessTarget`` must redact too.
     """
     global _active
     with _lock:
@@ -216,6 +225,10 @@ def setup(
             if capture_content is None
             else capture_content,
             max_length=max_attribute_length or _env_int("SPANHOOKS_MAX_ATTRIBUTE_LENGTH", 4096),
+            redactor=redactor,
+            redact_patterns=tuple(redact_patterns)
+            if redact_patterns is not None
+            else _env_patterns(),
         )
         target.set_attribute_policy(policy)
         if env_flag("OTEL_SDK_DISABLED", False):
@@ -250,6 +263,8 @@ def setup(
             "otlp_protocol": otlp_protocol,
             "capture_content": policy.capture_content,
             "max_attribute_length": policy.max_length,
+            "redactor": redactor,
+            "redact_patterns": policy.redact_patterns,
         }
         _add(telemetry, CallbackSpanProcessor(target.spans))
         if jsonl if jsonl is not None else env_flag("SPANHOOKS_JSONL", True):
@@ -491,6 +506,11 @@ def _otlp_metric_exporter(
         url = endpoint.rstrip("/").removesuffix("/v1/traces")
         return HttpMetricExporter(endpoint=url + "/v1/metrics", timeout=timeout)
     return HttpMetricExporter(timeout=timeout)
+
+
+def _env_patterns() -> tuple[re.Pattern[str], ...]:
+    pattern = redact_pattern_from_env()
+    return (pattern,) if pattern is not None else ()
 
 
 def _env_int(name: str, default: int) -> int:

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -248,7 +249,10 @@ class SpanMapper:
         if spec.operation:
             attributes["gen_ai.operation.name"] = spec.operation
         span = tracer.start_span(
-            span_name(spec, bound), context=parent_ctx, kind=spec.kind, attributes=attributes
+            self.policy.scrub(span_name(spec, bound)),
+            context=parent_ctx,
+            kind=spec.kind,
+            attributes=attributes,
         )
         if not span.get_span_context().is_valid:  # a no-op tracer (OTEL_SDK_DISABLED)
             return None
@@ -290,7 +294,7 @@ class SpanMapper:
                 changed = {k: v for k, v in ended.items() if current.get(k) != v}
                 if changed:
                     span.set_attributes(changed)
-            mark_error(span, spec, bound)
+            mark_error(span, spec, bound, self.policy)
         frame.ended = True
         span.end()
         self.open.discard(frame)
@@ -304,11 +308,11 @@ class SpanMapper:
         attributes = self._attributes(spec, bound)
         if span.is_recording():
             span.add_event(spec.name, attributes)
-            mark_error(span, spec, bound)
+            mark_error(span, spec, bound, self.policy)
             return span
         orphan = tracer.start_span(spec.name, context=ctx, kind=spec.kind)
         orphan.add_event(spec.name, attributes)
-        mark_error(orphan, spec, bound)
+        mark_error(orphan, spec, bound, self.policy)
         orphan.end()
         return orphan
 
@@ -356,8 +360,15 @@ def key_of(spec: EventSpec, bound: Mapping[str, Any]) -> object:
         return None
 
 
-def mark_error(span: Span, spec: EventSpec, bound: Mapping[str, Any]) -> None:
-    """Record the event's failure, if it carries one, as an exception and ERROR status."""
+def mark_error(
+    span: Span, spec: EventSpec, bound: Mapping[str, Any], policy: AttributePolicy | None = None
+) -> None:
+    """Record the event's failure, if it carries one, as an exception and ERROR status.
+
+    The exception event is built here rather than by ``span.record_exception`` so that an
+    exception whose ``__str__`` raises still closes its span, and so that the policy's
+    ``redact_patterns`` and length limit apply to the message and stack trace.
+    """
     if spec.error is None:
         return
     try:
@@ -366,13 +377,55 @@ def mark_error(span: Span, spec: EventSpec, bound: Mapping[str, Any]) -> None:
         return
     if failure is None:
         return
+    policy = policy or _DEFAULT_POLICY
     if isinstance(failure, BaseException):
-        span.record_exception(failure)
-        span.set_attribute("error.type", type(failure).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, f"{type(failure).__name__}: {failure}"[:1024]))
+        kind = type(failure)
+        message = policy.scrub(_safe_str(failure))
+        module, qualname = kind.__module__, kind.__qualname__
+        span.add_event(
+            "exception",
+            {
+                "exception.type": f"{module}.{qualname}"
+                if module and module != "builtins"
+                else qualname,
+                "exception.message": _head(message, policy.max_length),
+                "exception.stacktrace": _tail(
+                    policy.scrub(_stacktrace(failure)), policy.max_length
+                ),
+                "exception.escaped": "False",
+            },
+        )
+        span.set_attribute("error.type", qualname)
+        span.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {message}"[:1024]))
     else:
         span.set_attribute("error.type", "error")
-        span.set_status(Status(StatusCode.ERROR, str(failure)[:1024]))
+        span.set_status(Status(StatusCode.ERROR, policy.scrub(_safe_str(failure))[:1024]))
+
+
+_DEFAULT_POLICY = AttributePolicy()
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__} str() failed>"
+
+
+def _stacktrace(failure: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(type(failure), failure, failure.__traceback__))
+    except Exception:
+        return type(failure).__qualname__
+
+
+def _head(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of a stack trace, where the failing frame and the message are."""
+    return text if len(text) <= limit else "…" + text[len(text) - limit + 1 :]
 
 
 def _parse_call_id(call_id: object) -> int | None:

@@ -13,6 +13,7 @@ This module needs ``opentelemetry-instrumentation`` (``pip install 'spanhooks[in
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Collection
 from typing import Any
@@ -25,25 +26,7 @@ from spanhooks._setup import Telemetry, setup, uninstall
 
 __all__ = ["SpanhooksInstrumentor"]
 
-_SETUP_OPTIONS = frozenset(
-    {
-        "service_name",
-        "jsonl",
-        "jsonl_path",
-        "jsonl_format",
-        "otlp_endpoint",
-        "otlp_protocol",
-        "capture_content",
-        "max_attribute_length",
-        "tracer_provider",
-        "span_processors",
-        "manager",
-        "metrics_port",
-        "metrics_addr",
-        "registry",
-        "ssl_context",
-    }
-)
+_SETUP_OPTIONS = frozenset(inspect.signature(setup).parameters)
 
 
 class SpanhooksInstrumentor(BaseInstrumentor):  # type: ignore[misc]

@@ -8,12 +8,14 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks import CallbackEvent, CallbackManager
+from spanhooks import CallbackEvent, CallbackManager, _metrics
 from spanhooks._metrics import install_collector
 from spanhooks._server import start_metrics_server
 
@@ -224,3 +226,34 @@ def test_every_exposed_family_is_defined_in_the_metrics_module() -> None:
     assert exposed <= defined
     assert all(name.startswith(("spanhooks_", "gen_ai_")) for name in defined)
     assert not any(name.endswith("_total") for name in defined)  # the suffix is added on exposition
+
+
+class _LatencySource:
+    """A metric source with 800 operations of its own."""
+
+    def __init__(self, offset: int) -> None:
+        self.histogram = _metrics.BucketHistogram()
+        for i in range(800):
+            self.histogram.observe(("merge-test", f"op-{offset + i}", "ok"), 0.01)
+
+    def metric_families(self) -> Iterator[Metric]:
+        yield self.histogram.family(_metrics.SPAN_DURATION_SECONDS)
+
+
+def test_merged_sources_stay_within_the_series_limit_of_one_family() -> None:
+    sources = [_LatencySource(0), _LatencySource(800)]  # within the limit alone, not together
+    for source in sources:
+        _metrics.register_source(source)
+    [family] = [
+        found
+        for found in _metrics.SpanhooksCollector().collect()
+        if found.name == _metrics.SPAN_DURATION_SECONDS.name
+    ]
+    series = {tuple(v for k, v in s.labels.items() if k != "le") for s in family.samples}
+    assert len(series) <= _metrics.MAX_SERIES + 1
+    counted = sum(
+        s.value
+        for s in family.samples
+        if s.name.endswith("_count") and s.labels["event_set"] in ("merge-test", "other")
+    )
+    assert counted >= 1600  # every observation still counted, the excess under "other"

@@ -112,7 +112,8 @@ def test_16_threads_x_10000_events_export_every_span_under_its_parent_with_exact
     ]:
         assert metric(metrics, "spanhooks_events", event=event) == count
     assert metric(metrics, "spanhooks_spans_exported", exporter="jsonl") == spans
-    assert metric(metrics, "spanhooks_spans_dropped", exporter="jsonl") == 0
+    dropped = [v for found, v in metrics["spanhooks_spans_dropped"] if found["exporter"] == "jsonl"]
+    assert dropped and sum(dropped) == 0  # by every reason
     assert metric(metrics, "spanhooks_span_export_failures", exporter="jsonl") == 0
     assert {v for _, v in metrics["spanhooks_callback_errors"]} == {0}
     assert metric(metrics, "spanhooks_open_spans") == 0

@@ -66,9 +66,9 @@ class OtlpSink:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
-                sink._keep(request)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path.endswith("/v1/traces"):  # metrics are accepted, not kept
+                    sink._keep(ExportTraceServiceRequest.FromString(body))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
