@@ -33,8 +33,10 @@ import functools
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -153,13 +155,39 @@ class AccountedExporter(SpanExporter):
         self.inner = inner
         self.name = name
         self.drop_log = drop_log or DropLog()
+        self._reset_counts()
+        self.processor: AccountedBatchProcessor | None = None
+        register_source(self)
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_in_child() -> None:
+                exporter = ref()
+                if exporter is not None:
+                    exporter._after_fork()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    def _reset_counts(self) -> None:
         self._handed = itertools.count()
         self._started = itertools.count()
         self._exported = itertools.count()
         self._failed = itertools.count()
         self._late = itertools.count()
-        self.processor: AccountedBatchProcessor | None = None
-        register_source(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: count afresh, since the SDK empties the inherited queue there
+        (the parent's spans are the parent's to export), and give the OTLP/HTTP exporter a
+        session of its own. The inherited one shares the parent's sockets, and its pool lock
+        may be held by the parent's export thread, which does not exist in the child."""
+        self._reset_counts()
+        session = getattr(self.inner, "_session", None)
+        if session is not None and type(session).__name__ == "Session":
+            import requests
+
+            fresh = requests.Session()
+            fresh.headers.update(session.headers)  # never touch the old one's locks
+            self.inner._session = fresh  # type: ignore[attr-defined]
 
     def handed(self) -> None:
         next(self._handed)

@@ -164,9 +164,9 @@ class Telemetry:
                     logger.exception("shutting down %s failed", type(processor).__name__)
         if self.meter_provider is not None:  # last, with what is left of the same deadline
             try:
-                self.meter_provider.shutdown(self.shutdown_deadline.remaining_millis())
-            except Exception:
-                logger.exception("shutting down the MeterProvider failed")
+                self.meter_provider.shutdown(max(1, self.shutdown_deadline.remaining_millis()))
+            except Exception as exc:  # e.g. no time left for the last metrics export
+                logger.warning("the GenAI metrics were not all exported at shutdown: %s", exc)
 
 
 def setup(
