@@ -23,6 +23,7 @@ from spanhooks._context import (
 from spanhooks._decorators import agent, instrument, llm, tool, workflow
 from spanhooks._dispatch import Dispatcher, DispatchMode, DispatchObserver, Priority
 from spanhooks._events import EventSet, EventSpec, Phase, end, point, start
+from spanhooks._foreign import ForeignSpanBridge
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._jsonl_callback import JSONLCallback, register_jsonl_logger
 from spanhooks._manager import AbstractCallback, CallbackManager, EventRecord
@@ -87,6 +88,7 @@ __all__ = [
     "EventRecord",
     "EventSet",
     "EventSpec",
+    "ForeignSpanBridge",
     "GenAIEvent",
     "IsolatedSpanProcessor",
     "JSONLCallback",

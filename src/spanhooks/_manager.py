@@ -662,6 +662,30 @@ class CallbackManager:
             self._complete(pending)
         return pending.call_id if spec.phase is _START else None
 
+    def notify(self, event: Any, /, *args: Any, span: Span | None = None, **kwargs: Any) -> None:
+        """Run ``event``'s callbacks without recording the event as span data.
+
+        For events that already are OpenTelemetry data, such as a span another instrumentation
+        made (see :class:`~spanhooks.ForeignSpanBridge`): ``span`` is what callback failures are
+        recorded on. Counted like :meth:`emit`; never raises unless ``raise_errors`` is set.
+        """
+        if not self._enabled:
+            return
+        target = self._target(event, args)
+        if target is None:
+            return
+        spec, args, routes, _ = target
+        if self._counts is not None:
+            next(self._counts[spec])
+        if routes:
+            self._dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
+
+    def has_callbacks(self, event: Any) -> bool:
+        """Whether anything is registered for ``event`` (a cheap check before building its
+        arguments)."""
+        spec = self._specs.get(event)
+        return spec is not None and bool(self._dispatcher.routes(spec))
+
     def _target(
         self, event: object, args: tuple[Any, ...]
     ) -> tuple[EventSpec, tuple[Any, ...], tuple[Route, ...], Tracer | None] | None:

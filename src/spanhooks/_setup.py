@@ -48,6 +48,7 @@ from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, Sp
 from spanhooks._attributes import AttributePolicy, Redactor, redact_pattern_from_env
 from spanhooks._context import attach_parent_from_env
 from spanhooks._deadline import SharedDeadline
+from spanhooks._foreign import ForeignSpanBridge
 from spanhooks._genai_metrics import GenAIMetricsProcessor
 from spanhooks._jsonl import JsonlSpanExporter
 from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
@@ -190,6 +191,7 @@ def setup(
     ssl_context: ssl.SSLContext | None = None,
     otlp_timeout: float | None = None,
     shutdown_timeout: float | None = None,
+    foreign_spans: bool | None = None,
 ) -> Telemetry:
     """Configure tracing for spanhooks and return what was set up.
 
@@ -207,6 +209,10 @@ def setup(
     seconds unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` is set); ``shutdown_timeout`` bounds
     shutdown and so process exit (:data:`SHUTDOWN_TIMEOUT` seconds, or
     ``SPANHOOKS_SHUTDOWN_TIMEOUT``), however many exporters or added processors hang.
+
+    Spans of other instrumentations that follow the GenAI conventions reach the manager's
+    callbacks as ``genai`` events (:class:`~spanhooks.ForeignSpanBridge`) unless
+    ``foreign_spans`` (or ``SPANHOOKS_FOREIGN_SPANS``) is false.
 
     Redaction, applied as attributes are built, before any processor or exporter sees them:
     ``redact_patterns`` (regular expressions; default ``SPANHOOKS_REDACT_PATTERN``) replace
@@ -265,8 +271,15 @@ def setup(
             "max_attribute_length": policy.max_length,
             "redactor": redactor,
             "redact_patterns": policy.redact_patterns,
+            "foreign_spans": foreign_spans,
         }
         _add(telemetry, CallbackSpanProcessor(target.spans))
+        if (
+            foreign_spans
+            if foreign_spans is not None
+            else env_flag("SPANHOOKS_FOREIGN_SPANS", True)
+        ):
+            _add(telemetry, ForeignSpanBridge(target))
         if jsonl if jsonl is not None else env_flag("SPANHOOKS_JSONL", True):
             exporter = JsonlSpanExporter(
                 jsonl_path,

@@ -23,7 +23,6 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from spanhooks import CallbackEvent
 from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, DropLog
 
 from ._proxy import FaultProxy, Sink, collector
@@ -261,31 +260,19 @@ def test_a_50ms_program_exports_every_span_before_it_exits(tmp_path: Path) -> No
     assert len(received) == 20
 
 
-def emit_p99(pipeline: Pipeline, endpoint: str) -> float:
-    """p99 seconds of one event emitted through a set-up pipeline (start and end of a tool)."""
-    telemetry = pipeline(otlp_endpoint=endpoint, otlp_timeout=30, shutdown_timeout=0.2)
-    manager = telemetry.manager
-    timings = []
-    for index in range(3000):
-        started = time.perf_counter()
-        manager.emit(CallbackEvent.TOOL_START, "t", {"i": index})
-        manager.emit(CallbackEvent.TOOL_END, "t", "ok")
-        timings.append((time.perf_counter() - started) / 2)
-    telemetry.shutdown()
-    timings.sort()
-    return timings[int(len(timings) * 0.99)]
-
-
-@pytest.mark.slow
-def test_emit_p99_with_a_dead_or_hanging_collector_stays_within_2x_the_healthy_figure(
-    pipeline: Pipeline,
+def test_emitting_never_waits_for_a_collector_that_hangs(
+    pipeline: Pipeline, sink_and_proxy: tuple[Sink, FaultProxy]
 ) -> None:
-    figures: dict[str, list[float]] = {"pass": [], "refuse": [], "hang": []}
-    with collector("pass") as (_, proxy):
-        for _round in range(3):  # interleaved rounds; the best of each resists machine noise
-            for mode, found in figures.items():
-                proxy.set_mode(mode)
-                found.append(emit_p99(pipeline, proxy.endpoint))
-    healthy = min(figures["pass"])
-    assert min(figures["refuse"]) <= 2 * healthy, figures
-    assert min(figures["hang"]) <= 2 * healthy, figures
+    # The emit-latency figures (p99 with a dead or hanging collector against a healthy one)
+    # are in bench/faults.py; here the property behind them: while the export thread sits in
+    # a request that will not be answered for 30 s, thousands of spans still go through emit,
+    # so none of them waited for it.
+    _, proxy = sink_and_proxy
+    proxy.set_mode("hang")
+    telemetry = pipeline(otlp_endpoint=proxy.endpoint, otlp_timeout=30, shutdown_timeout=0.2)
+    produce(telemetry, 10)
+    assert not telemetry.force_flush(200)  # the export thread is now inside the hung request
+    produce(telemetry, 3000)
+    counts = otlp(telemetry).counts()
+    assert counts["handed"] == 3010
+    assert (counts["exported"], counts["failed"]) == (0, 0)  # the first request still hangs

@@ -28,7 +28,7 @@ from prometheus_client import Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks import AttributePolicy, CallbackEvent, JSONLCallback
+from spanhooks import AttributePolicy, CallbackEvent, JSONLCallback, _metrics
 from spanhooks._accounting import SpanMetricsProcessor
 from spanhooks._attributes import REDACTED
 from spanhooks._cardinality import MAX_SERIES, OTHER, LabelLimiter, SeriesLimiter
@@ -582,7 +582,12 @@ def test_10_000_operations_in_a_histogram_give_at_most_the_series_limit() -> Non
     assert (OTHER, OTHER, OTHER) in series
 
 
-def test_10_000_tool_and_model_names_through_emit_keep_every_family_bounded() -> None:
+def test_10_000_tool_and_model_names_through_emit_keep_every_family_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Scrape-time caps are sticky for the life of the process; start from none admitted, as a
+    # fresh process does, so the test does not depend on what earlier tests exposed.
+    monkeypatch.setattr(_metrics, "_limiters", {})
     provider = TracerProvider(shutdown_on_exit=False)
     spans = SpanMetricsProcessor()
     provider.add_span_processor(spans)
