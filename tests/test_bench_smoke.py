@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,21 @@ def test_the_rss_workload_reports_peak_memory_and_exports() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert '"exported": 1000' in done.stdout
+
+
+@pytest.mark.slow
+def test_the_fault_benchmark_accounts_for_every_span_with_the_collector_up_dead_or_hanging() -> (
+    None
+):
+    faults = BENCH.parent / "faults.py"
+    done = subprocess.run(
+        [sys.executable, str(faults), "--smoke"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    for mode in ("healthy", "dead", "hanging"):
+        assert summary["emit"][mode]["exact"], summary
+        assert summary["emit"][mode]["last_round_counts"]["handed"] == 400
+    assert summary["emit"]["healthy"]["last_round_counts"]["exported"] == 400
+    for case in ("spanhooks, collector dead", "spanhooks, collector hanging"):
+        assert summary["exit"][case]["jsonl"] == 2000
