@@ -42,6 +42,7 @@ FRAME_KEY = otel_context.create_key("spanhooks-frame")
 SCOPE_PREFIX = "spanhooks."
 """An event set's spans come from the tracer ``spanhooks.<set>``: the scope names the set."""
 ABANDONED_ATTRIBUTE = "spanhooks.abandoned"
+_ENDED = Context()  # an ended frame's context: it no longer makes anything current
 
 
 class Frame:
@@ -77,7 +78,10 @@ class Frame:
         self.key_value = key_value
         self.opened = time.monotonic()
         self.ended = False
-        self.ctx: Context = Context({**parent_ctx, _SPAN_KEY: span, FRAME_KEY: self})
+        # The context that makes this call current, while it is open. It holds the frame, so
+        # it is replaced by _ENDED when the call ends: ended calls are then freed by reference
+        # counting, not left as cycles for the garbage collector (which cost more than the span).
+        self.ctx = Context({**parent_ctx, _SPAN_KEY: span, FRAME_KEY: self})
 
     @property
     def parent_call_id(self) -> str | None:
@@ -213,6 +217,7 @@ class OpenSpans:
         if frame.ended:
             return
         frame.ended = True
+        frame.ctx = _ENDED
         self.abandoned += 1
         span = frame.span
         span.set_attribute(ABANDONED_ATTRIBUTE, True)
@@ -298,7 +303,8 @@ class SpanMapper:
         frame.ended = True
         span.end()
         self.open.discard(frame)
-        if otel_context.get_current() is frame.ctx:
+        ctx, frame.ctx = frame.ctx, _ENDED
+        if otel_context.get_current() is ctx:
             otel_context.attach(frame.parent_ctx)
 
     def point(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Span:
