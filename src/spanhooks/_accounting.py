@@ -144,6 +144,16 @@ class DropLog:
         return True
 
 
+def _requests_session_owner(exporter: SpanExporter) -> Any | None:
+    """The object holding an OTLP/HTTP exporter's ``requests`` session, or None: the exporter
+    itself in older SDK releases, its client's transport in newer ones (both private layouts)."""
+    transport = getattr(getattr(exporter, "_client", None), "_transport", None)
+    for owner in (exporter, transport):
+        if type(getattr(owner, "_session", None)).__name__ == "Session":
+            return owner
+    return None
+
+
 class AccountedExporter(SpanExporter):
     """Counts what an exporter did with each span; the counts are lock-free (itertools.count).
 
@@ -158,6 +168,11 @@ class AccountedExporter(SpanExporter):
         self._reset_counts()
         self.processor: AccountedBatchProcessor | None = None
         register_source(self)
+        if _requests_session_owner(inner) is not None:
+            # requests imports netrc inside its first request. A fork while the parent's export
+            # thread holds that module's import lock leaves the lock held in the child forever,
+            # and the child's own first export then waits on it until its exit deadline.
+            import netrc  # noqa: F401
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
 
@@ -181,13 +196,16 @@ class AccountedExporter(SpanExporter):
         session of its own. The inherited one shares the parent's sockets, and its pool lock
         may be held by the parent's export thread, which does not exist in the child."""
         self._reset_counts()
-        session = getattr(self.inner, "_session", None)
-        if session is not None and type(session).__name__ == "Session":
+        owner = _requests_session_owner(self.inner)
+        if owner is not None:
             import requests
 
-            fresh = requests.Session()
-            fresh.headers.update(session.headers)  # never touch the old one's locks
-            self.inner._session = fresh  # type: ignore[attr-defined]
+            inherited, fresh = owner._session, requests.Session()
+            # Copy settings only: never touch the inherited session's pools or their locks.
+            fresh.headers.update(inherited.headers)
+            fresh.verify, fresh.cert = inherited.verify, inherited.cert
+            fresh.proxies, fresh.trust_env = inherited.proxies, inherited.trust_env
+            owner._session = fresh
 
     def handed(self) -> None:
         next(self._handed)

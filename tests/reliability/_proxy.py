@@ -26,6 +26,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 MODES = ("pass", "refuse", "hang")
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # many exporters at once: the default backlog of 5 drops SYNs
+    daemon_threads = True
+
+
 class Sink:
     """An OTLP/HTTP trace receiver that keeps every span id it was sent (as an int)."""
 
@@ -62,8 +67,7 @@ class Sink:
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 

@@ -56,6 +56,13 @@ class WireSpan:
     parent_span_id: str | None
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # Twenty forked children may post at once: with the default backlog of 5 the kernel drops
+    # connection attempts, and the client's retry a second later can outlast its exit deadline.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class OtlpSink:
     """A tiny OTLP/HTTP trace receiver on 127.0.0.1 keeping every span it was sent."""
 
@@ -77,7 +84,7 @@ class OtlpSink:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
@@ -507,7 +514,7 @@ def test_a_fork_while_another_thread_emits_gives_a_child_that_exports_its_own_sp
     children = sorted(r["name"] for r in records if r["name"].startswith("execute_tool child"))
     assert children == sorted(f"execute_tool child{i}" for i in range(20))
     wire = sorted(s.name for s in sink.spans if s.name.startswith("execute_tool child"))
-    assert wire == children
+    assert wire == children, done.stderr
     # A child never exports the spans it inherited open from the parent's emitting thread.
     span_ids = [r["span_id"] for r in records]
     assert len(span_ids) == len(set(span_ids))
