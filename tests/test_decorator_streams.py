@@ -344,7 +344,7 @@ async def test_cancelling_the_consuming_task_ends_the_span_as_an_error(
         await task
     span = cap.span("slow")
     assert span.status.status_code is StatusCode.ERROR
-    assert _attributes(span)["error.type"] == "CancelledError"
+    assert _attributes(span)["error.type"] == "asyncio.exceptions.CancelledError"
     assert detach_errors() == []
 
 

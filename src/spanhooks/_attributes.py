@@ -22,22 +22,33 @@ import logging
 import math
 import os
 import re
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
+from prometheus_client.core import Metric
+
 from spanhooks._events import Bound, EventSpec, Phase
 from spanhooks._log import rate_limited
+from spanhooks._metrics import REDACTION_FAILURES, count_value, counter, register_source
 
 __all__ = [
     "REDACTED",
     "REDACT_PATTERN_ENV",
     "AttributePolicy",
     "Redactor",
+    "active_policy",
     "coerce",
     "compile_redact_patterns",
+    "error_description",
+    "exception_attributes",
+    "exception_type_name",
     "redact_pattern_from_env",
+    "redaction_failures_total",
+    "safe_str",
+    "set_active_policy",
     "to_json",
 ]
 
@@ -179,7 +190,7 @@ class AttributePolicy:
     @property
     def redaction_failures(self) -> int:
         """Attributes dropped because the redactor raised (fail closed)."""
-        return int(self._failures.__reduce__()[1][0])
+        return count_value(self._failures)
 
     def sensitive(self, key: str) -> bool:
         return self.redact_keys and (key.lower() in self.extra_sensitive or is_sensitive(key))
@@ -244,6 +255,7 @@ class AttributePolicy:
                 replaced = redactor(key, value)
             except Exception as error:  # fail closed: the value is dropped, never recorded
                 next(self._failures)
+                next(_all_failures)
                 rate_limited.log(
                     logging.WARNING,
                     "redactor",
@@ -332,7 +344,7 @@ def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
         is_dataclass(value) and not isinstance(value, type)
     ):
         return to_json(value, policy)
-    return _truncate(policy.scrub(_safe_str(value)), policy.max_length)
+    return _truncate(policy.scrub(safe_str(value)), policy.max_length)
 
 
 def _primitive_sequence(
@@ -365,6 +377,81 @@ def _big_int(value: int, limit: int) -> str:
 
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of a stack trace, where the failing frame and the message are."""
+    return text if len(text) <= limit else "…" + text[len(text) - limit + 1 :]
+
+
+def exception_attributes(
+    error: BaseException, policy: AttributePolicy, *, stacktrace: bool = True
+) -> dict[str, str]:
+    """OpenTelemetry's ``exception.*`` attributes for ``error``, scrubbed by the policy's
+    ``redact_patterns`` and bounded by its length limit. Never raises, even for an exception
+    whose ``__str__`` does: everything spanhooks records about a failure goes through here."""
+    attributes = {
+        "exception.type": exception_type_name(error),
+        "exception.message": _truncate(policy.scrub(safe_str(error)), policy.max_length),
+    }
+    if stacktrace:
+        attributes["exception.stacktrace"] = _tail(
+            policy.scrub(_stack_trace(error)), policy.max_length
+        )
+    return attributes
+
+
+def exception_type_name(error: BaseException) -> str:
+    """``ValueError`` for built-ins, ``package.module.Class`` otherwise (OTel ``error.type``)."""
+    kind = type(error)
+    module, qualname = kind.__module__, kind.__qualname__
+    return f"{module}.{qualname}" if module and module != "builtins" else qualname
+
+
+def error_description(error: BaseException, policy: AttributePolicy) -> str:
+    """A span status description for ``error``: ``Kind: message``, scrubbed, at most 1024."""
+    return f"{type(error).__name__}: {policy.scrub(safe_str(error))}"[:1024]
+
+
+def _stack_trace(error: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        return type(error).__qualname__
+
+
+# What spanhooks records outside an event's own attributes (callback failures, handled errors)
+# follows the policy setup() installed; replaced whole, never mutated, so read without a lock.
+_active = AttributePolicy()
+_all_failures = itertools.count()
+
+
+def active_policy() -> AttributePolicy:
+    """The policy installed by :func:`spanhooks.setup` (defaults until then)."""
+    return _active
+
+
+def set_active_policy(policy: AttributePolicy) -> AttributePolicy:
+    """Install ``policy`` process-wide; returns the one it replaces."""
+    global _active
+    previous, _active = _active, policy
+    return previous
+
+
+def redaction_failures_total() -> int:
+    """Attributes dropped in this process because a redactor raised, under every policy."""
+    return count_value(_all_failures)
+
+
+class _RedactionFailures:
+    """Puts :func:`redaction_failures_total` on ``/metrics``."""
+
+    def metric_families(self) -> Iterable[Metric]:
+        yield counter(REDACTION_FAILURES, [((), float(redaction_failures_total()))])
+
+
+_SOURCE = _RedactionFailures()
+register_source(_SOURCE)
 
 
 def to_json(value: Any, policy: AttributePolicy) -> str:
@@ -416,8 +503,8 @@ def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> A
     try:
         if isinstance(value, Mapping):
             return {
-                policy.scrub(_safe_str(k)): REDACTED
-                if policy.sensitive(_safe_str(k))
+                policy.scrub(safe_str(k)): REDACTED
+                if policy.sensitive(safe_str(k))
                 else _plain(v, policy, depth + 1, seen)
                 for k, v in list(value.items())[:256]
             }
@@ -430,12 +517,13 @@ def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> A
                 else _plain(getattr(value, f.name, None), policy, depth + 1, seen)
                 for f in fields(value)
             }
-        return policy.scrub(_safe_str(value))
+        return policy.scrub(safe_str(value))
     finally:
         seen.discard(id(value))
 
 
-def _safe_str(value: object) -> str:
+def safe_str(value: object) -> str:
+    """``str(value)``, or a placeholder naming its type when ``__str__`` raises."""
     try:
         return str(value)
     except Exception:

@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar
 
 from opentelemetry.trace import Span
 
+from spanhooks._attributes import active_policy, exception_attributes
 from spanhooks._log import rate_limited
 
 __all__ = ["DispatchMode", "Dispatcher", "Priority", "Registration", "Route"]
@@ -657,8 +658,7 @@ def _record_on_span(
         return
     attributes: dict[str, str] = {"spanhooks.callback": callback}
     if exc is not None:
-        attributes["exception.type"] = type(exc).__qualname__
-        attributes["exception.message"] = str(exc)[:1024]
+        attributes.update(exception_attributes(exc, active_policy(), stacktrace=False))
     span.add_event(event, attributes)
 
 

@@ -173,9 +173,9 @@ def count_value(count: itertools.count[int]) -> int:
     """The next value an ``itertools.count`` would return, read without consuming it.
 
     ``next(count)`` is a lock-free atomic increment under the GIL, which is why the hot path
-    counts with it; reading goes through its pickle form.
+    counts with it; reading parses its repr, ``count(N)`` (its pickle form is gone in 3.14).
     """
-    return int(count.__reduce__()[1][0])
+    return int(repr(count)[6:-1])
 
 
 def counter(
@@ -395,6 +395,12 @@ SPANS_DROPPED = MetricDef(
     "counter",
     "Spans not exported, by reason: export_failed, queue_full, shutdown.",
     ("exporter", "reason"),
+)
+REDACTION_FAILURES = MetricDef(
+    "spanhooks_redaction_failures",
+    "counter",
+    "Attributes dropped because the redactor raised (fail closed).",
+    (),
 )
 SPANS_EXPORTED = MetricDef("spanhooks_spans_exported", "counter", "Spans exported.", ("exporter",))
 SPANS_QUEUED = MetricDef(

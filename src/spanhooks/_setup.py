@@ -45,7 +45,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client.registry import CollectorRegistry
 
 from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
-from spanhooks._attributes import AttributePolicy, Redactor, redact_pattern_from_env
+from spanhooks._attributes import (
+    AttributePolicy,
+    Redactor,
+    redact_pattern_from_env,
+    set_active_policy,
+)
 from spanhooks._context import attach_parent_from_env
 from spanhooks._deadline import SharedDeadline
 from spanhooks._foreign import ForeignSpanBridge
@@ -112,6 +117,8 @@ class Telemetry:
     """The one processor on the provider that holds all of the above."""
     policy: AttributePolicy | None = None
     """The manager's attribute policy before :func:`setup`, restored by :func:`uninstall`."""
+    active_policy: AttributePolicy | None = None
+    """The process-wide policy before :func:`setup`, restored by :func:`uninstall`."""
     shutdown_deadline: SharedDeadline = field(
         default_factory=lambda: SharedDeadline(SHUTDOWN_TIMEOUT)
     )
@@ -237,12 +244,14 @@ def setup(
             else _env_patterns(),
         )
         target.set_attribute_policy(policy)
+        previous_active = set_active_policy(policy)
         if env_flag("OTEL_SDK_DISABLED", False):
             _active = Telemetry(None, target, None, None, owns_provider=False)
+            _active.policy, _active.active_policy = previous_policy, previous_active
             return _active
         provider, owns = _provider(tracer_provider, service_name)
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
-        telemetry.policy = previous_policy
+        telemetry.policy, telemetry.active_policy = previous_policy, previous_active
         telemetry.shutdown_deadline = SharedDeadline(
             shutdown_timeout or _env_float("SPANHOOKS_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)
         )
@@ -559,6 +568,8 @@ def uninstall(telemetry: Telemetry) -> None:
         telemetry.pipeline.processors = ()
     if telemetry.policy is not None:
         telemetry.manager.set_attribute_policy(telemetry.policy)
+    if telemetry.active_policy is not None:
+        set_active_policy(telemetry.active_policy)
     telemetry.manager.use_tracer_provider(None)
     with _lock:
         if _active is None and _atexit_registered:

@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,7 +28,14 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from spanhooks._attributes import AttributePolicy, AttributeValue
+from spanhooks._attributes import (
+    AttributePolicy,
+    AttributeValue,
+    error_description,
+    exception_attributes,
+    exception_type_name,
+    safe_str,
+)
 from spanhooks._events import EventSpec, Phase
 from spanhooks._log import rate_limited
 
@@ -367,7 +373,7 @@ def key_of(spec: EventSpec, bound: Mapping[str, Any]) -> object:
 
 
 def mark_error(
-    span: Span, spec: EventSpec, bound: Mapping[str, Any], policy: AttributePolicy | None = None
+    span: Span, spec: EventSpec, bound: Mapping[str, Any], policy: AttributePolicy
 ) -> None:
     """Record the event's failure, if it carries one, as an exception and ERROR status.
 
@@ -383,55 +389,14 @@ def mark_error(
         return
     if failure is None:
         return
-    policy = policy or _DEFAULT_POLICY
     if isinstance(failure, BaseException):
-        kind = type(failure)
-        message = policy.scrub(_safe_str(failure))
-        module, qualname = kind.__module__, kind.__qualname__
-        span.add_event(
-            "exception",
-            {
-                "exception.type": f"{module}.{qualname}"
-                if module and module != "builtins"
-                else qualname,
-                "exception.message": _head(message, policy.max_length),
-                "exception.stacktrace": _tail(
-                    policy.scrub(_stacktrace(failure)), policy.max_length
-                ),
-                "exception.escaped": "False",
-            },
-        )
-        span.set_attribute("error.type", qualname)
-        span.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {message}"[:1024]))
+        attributes = exception_attributes(failure, policy)
+        span.add_event("exception", {**attributes, "exception.escaped": "False"})
+        span.set_attribute("error.type", exception_type_name(failure))
+        span.set_status(Status(StatusCode.ERROR, error_description(failure, policy)))
     else:
         span.set_attribute("error.type", "error")
-        span.set_status(Status(StatusCode.ERROR, policy.scrub(_safe_str(failure))[:1024]))
-
-
-_DEFAULT_POLICY = AttributePolicy()
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:
-        return f"<{type(value).__name__} str() failed>"
-
-
-def _stacktrace(failure: BaseException) -> str:
-    try:
-        return "".join(traceback.format_exception(type(failure), failure, failure.__traceback__))
-    except Exception:
-        return type(failure).__qualname__
-
-
-def _head(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _tail(text: str, limit: int) -> str:
-    """The end of a stack trace, where the failing frame and the message are."""
-    return text if len(text) <= limit else "…" + text[len(text) - limit + 1 :]
+        span.set_status(Status(StatusCode.ERROR, policy.scrub(safe_str(failure))[:1024]))
 
 
 def _parse_call_id(call_id: object) -> int | None:

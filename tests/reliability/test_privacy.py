@@ -402,6 +402,70 @@ def test_setup_takes_redact_patterns_from_the_environment(tmp_path: Path) -> Non
     }
 
 
+ERRORS_APP = """
+import sys
+from prometheus_client import CollectorRegistry, generate_latest
+import spanhooks
+from spanhooks import CallbackEvent
+from spanhooks.ops import handle_error
+
+secret, path = sys.argv[1], sys.argv[2]
+registry = CollectorRegistry()
+spanhooks.setup(jsonl_path=path, registry=registry, redact_patterns=[r"CANARY-sk-\\w+"])
+
+def leaky(tool_name, tool_args):
+    raise ValueError(f"refused {secret}")
+
+spanhooks.register(CallbackEvent.TOOL_START, leaky)
+spanhooks.emit(CallbackEvent.TOOL_START, "search", {})
+spanhooks.emit(CallbackEvent.TOOL_END, "search", "ok")
+handle_error(RuntimeError(f"token {secret} expired"), "tool")
+spanhooks.shutdown()
+"""
+
+
+def test_setup_patterns_scrub_callback_failures_and_handled_errors(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    (tmp_path / "app.py").write_text(ERRORS_APP)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "app.py"), SECRET, str(path)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    text = path.read_text()
+    assert SECRET not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    events = {e["name"]: e["attributes"] for r in records for e in r["events"]}
+    assert events["spanhooks.callback.error"]["exception.message"] == f"refused {REDACTED}"
+    assert events["exception"]["exception.message"] == f"token {REDACTED} expired"
+    assert SECRET not in events["exception"]["exception.stacktrace"]
+
+
+def test_redactor_failures_are_counted_on_metrics(tmp_path: Path) -> None:
+    def broken(key: str, value: Any) -> Any:
+        raise RuntimeError("no")
+
+    registry = CollectorRegistry()
+    install_collector(registry)
+
+    def scraped() -> float:
+        value = registry.get_sample_value("spanhooks_redaction_failures_total")
+        assert value is not None
+        return value
+
+    before = scraped()
+    policy = AttributePolicy(capture_content=True, redactor=broken)
+    with capture() as cap:
+        cap.manager.set_attribute_policy(policy)
+        tool_call(cap, {"q": "x"})
+    assert policy.redaction_failures == 3  # the tool's name and arguments, then its result
+    assert scraped() - before == 3
+
+
 def test_an_invalid_redact_pattern_in_the_environment_stops_setup(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", "import spanhooks; spanhooks.setup()"],

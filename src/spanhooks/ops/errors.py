@@ -31,6 +31,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
+from spanhooks._attributes import (
+    active_policy,
+    error_description,
+    exception_attributes,
+    exception_type_name,
+    safe_str,
+)
 from spanhooks._dispatch import Dispatcher, Route
 from spanhooks._lazy import ProcessWide
 from spanhooks._metrics import ERRORS, counter, register_source
@@ -247,8 +254,8 @@ class ErrorHandler:
             recent = list(self._recent)
         stats["recent"] = [
             {
-                "type": _type_name(i.error),
-                "message": str(i.error)[:200],
+                "type": exception_type_name(i.error),
+                "message": safe_str(i.error)[:200],
                 "context": i.context.value,
                 "severity": i.severity.value,
                 "operation": i.operation,
@@ -303,13 +310,14 @@ class ErrorHandler:
         own: Span | None = None
         if not span.is_recording():
             span = own = self._tracer.start_span(f"handle_error {where.value}", context=ctx)
-        kind = _type_name(error)
+        kind = exception_type_name(error)
         attributes = {"error.context": where.value, "error.severity": level.value}
         if operation:
             attributes["error.operation"] = operation
-        span.record_exception(error, attributes=attributes)
+        policy = active_policy()  # redact_patterns apply to the message and stack trace
+        span.add_event("exception", {**exception_attributes(error, policy), **attributes})
         span.set_attribute("error.type", kind)
-        span.set_status(Status(StatusCode.ERROR, f"{kind}: {error}"[:1024]))
+        span.set_status(Status(StatusCode.ERROR, error_description(error, policy)))
         sc = span.get_span_context()
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         ids = (format(sc.span_id, "016x"), format(sc.trace_id, "032x")) if sc.is_valid else ()
@@ -342,13 +350,6 @@ def _own_span(span: Span | None) -> Iterator[None]:
             yield
     finally:
         span.end()
-
-
-def _type_name(error: BaseException) -> str:
-    """``ValueError`` for built-ins, ``package.module.Class`` otherwise (OTel ``error.type``)."""
-    cls = type(error)
-    name = cls.__qualname__
-    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"
 
 
 _default = ProcessWide(ErrorHandler)
