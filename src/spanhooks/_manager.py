@@ -771,7 +771,7 @@ class CallbackManager:
                 span = mapper.point(tracer, spec, bound)
                 sc = span.get_span_context()
                 if sc.is_valid:
-                    pending.span, pending.call_id = span, format(sc.span_id, "016x")
+                    pending.span, pending.call_id = span, "%016x" % sc.span_id  # noqa: UP031
             if spec.payload_type is not None and pending.span is not None:
                 _stamp_context(args[0], pending.span)
         except Exception as exc:  # instrumentation must not break the caller
@@ -858,7 +858,7 @@ class _Pending:
 
 def _bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     names = spec.args
-    bound = dict(zip(names, args, strict=False))
+    bound = dict(zip(names, args))  # noqa: B905  (strict=False, as a keyword, doubles the cost)
     if len(args) > len(names):
         for index in range(len(names), len(args)):
             bound[f"arg{index}"] = args[index]

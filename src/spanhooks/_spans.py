@@ -78,7 +78,7 @@ class Frame:
         self.spec = spec
         self.span = span
         self.span_id = span.get_span_context().span_id
-        self.call_id = format(self.span_id, "016x")
+        self.call_id = "%016x" % self.span_id  # noqa: UP031  (faster than format() here)
         self.parent_ctx = parent_ctx
         self.parent = parent
         self.key_value = key_value
