@@ -230,7 +230,9 @@ class AttributePolicy:
             if how is _REDACT:
                 attrs[key] = REDACTED
             else:
-                self._put(attrs, key, value)
+                coerced = coerce(value, self)
+                if coerced is not None:
+                    attrs[key] = coerced
         if len(bound) > seen and spec.record_args:
             self._extra_arguments(spec, bound, attrs, room)
         if self.capture_content and spec.extract_content is not None:
@@ -318,6 +320,10 @@ class AttributePolicy:
 
 def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
     """One attribute value within the policy's length limit, or None to leave the key out."""
+    if value.__class__ is str:  # the common case first, without the isinstance chain
+        if policy._pattern is not None:
+            value = policy._pattern.sub(REDACTED, value)
+        return value if len(value) <= policy.max_length else _truncate(value, policy.max_length)
     if value is None:
         return None
     if isinstance(value, bool):

@@ -615,13 +615,14 @@ class CallbackManager:
             if self._history is not None:
                 self._remember(spec, None)
             return None
-        pending = self._begin(tracer, spec, args, kwargs, call_id)
+        bound = _bind(spec, args, kwargs)
+        span, frame, token, new_id = self._begin(tracer, spec, args, bound, call_id)
         try:
             if routes:
-                self._dispatcher.dispatch(routes, spec.identity, args, kwargs, pending.span)
+                self._dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
         finally:
-            self._complete(pending)
-        return pending.call_id if spec.phase is _START else None
+            self._complete(spec, bound, frame, token, new_id)
+        return new_id if spec.phase is _START else None
 
     trigger = emit
     """Thea's name for :meth:`emit`."""
@@ -652,15 +653,16 @@ class CallbackManager:
             if self._history is not None:
                 self._remember(spec, None)
             return None
-        pending = self._begin(tracer, spec, args, kwargs, call_id)
+        bound = _bind(spec, args, kwargs)
+        span, frame, token, new_id = self._begin(tracer, spec, args, bound, call_id)
         try:
             if routes:
                 await self._dispatcher.dispatch_async(
-                    routes, spec.identity, args, kwargs, pending.span, concurrent=concurrent
+                    routes, spec.identity, args, kwargs, span, concurrent=concurrent
                 )
         finally:
-            self._complete(pending)
-        return pending.call_id if spec.phase is _START else None
+            self._complete(spec, bound, frame, token, new_id)
+        return new_id if spec.phase is _START else None
 
     def notify(self, event: Any, /, *args: Any, span: Span | None = None, **kwargs: Any) -> None:
         """Run ``event``'s callbacks without recording the event as span data.
@@ -748,32 +750,43 @@ class CallbackManager:
         tracer: Tracer,
         spec: EventSpec,
         args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
+        bound: Mapping[str, Any],
         call_id: object,
-    ) -> _Pending:
-        bound = _bind(spec, args, kwargs)
+    ) -> tuple[Span | None, Frame | None, Token[Context] | None, str | None]:
+        """The span side of an emit, before its callbacks run.
+
+        Returns the span the event went to, the frame an end closes (closed by
+        :meth:`_complete`, after the callbacks, which run inside the call's context), the token
+        of that context if it had to be attached, and the event's call id.
+        """
         tracer = self._tracers.get(spec.event_set) or self._tracer_for(spec.event_set)
         mapper = self._mapper
-        pending = _Pending(spec, bound)
+        span: Span | None = None
         phase = spec.phase
         try:
             if phase is _START:
                 frame = mapper.start(tracer, spec, bound)
                 if frame is not None:
-                    pending.span, pending.call_id = frame.span, frame.call_id
+                    span = frame.span
+                    if spec.payload_type is not None:
+                        _stamp_context(args[0], span)
+                    return span, None, None, frame.call_id
             elif phase is _END:
-                frame = mapper.find(spec, bound, call_id)
+                current = otel_context.get_current()
+                frame = mapper.find(spec, bound, call_id, current)
                 if frame is not None:
-                    pending.frame, pending.span, pending.call_id = frame, frame.span, frame.call_id
-                    if otel_context.get_current() is not frame.ctx:
-                        pending.token = otel_context.attach(frame.ctx)
+                    span = frame.span
+                    if spec.payload_type is not None:
+                        _stamp_context(args[0], span)
+                    token = otel_context.attach(frame.ctx) if current is not frame.ctx else None
+                    return span, frame, token, frame.call_id
             else:
                 span = mapper.point(tracer, spec, bound)
                 sc = span.get_span_context()
                 if sc.is_valid:
-                    pending.span, pending.call_id = span, "%016x" % sc.span_id  # noqa: UP031
-            if spec.payload_type is not None and pending.span is not None:
-                _stamp_context(args[0], pending.span)
+                    if spec.payload_type is not None:
+                        _stamp_context(args[0], span)
+                    return span, None, None, "%016x" % sc.span_id  # noqa: UP031
         except Exception as exc:  # instrumentation must not break the caller
             rate_limited.log(
                 logging.ERROR,
@@ -784,26 +797,34 @@ class CallbackManager:
                 exc,
                 exc_info=exc,
             )
-        return pending
+        return None, None, None, None
 
-    def _complete(self, pending: _Pending) -> None:
-        try:
-            if pending.token is not None:
-                otel_context.detach(pending.token)
-            if pending.frame is not None:
-                self._mapper.finish(pending.frame, pending.spec, pending.bound)
-        except Exception as exc:
-            rate_limited.log(
-                logging.ERROR,
-                "span-mapping",
-                "%s: closing span failed for %s: %r",
-                self.name,
-                pending.spec.name,
-                exc,
-                exc_info=exc,
-            )
+    def _complete(
+        self,
+        spec: EventSpec,
+        bound: Mapping[str, Any],
+        frame: Frame | None,
+        token: Token[Context] | None,
+        call_id: str | None,
+    ) -> None:
+        """The span side of an emit after its callbacks: an end's span is closed here."""
+        if frame is not None:
+            try:
+                if token is not None:
+                    otel_context.detach(token)
+                self._mapper.finish(frame, spec, bound)
+            except Exception as exc:
+                rate_limited.log(
+                    logging.ERROR,
+                    "span-mapping",
+                    "%s: closing span failed for %s: %r",
+                    self.name,
+                    spec.name,
+                    exc,
+                    exc_info=exc,
+                )
         if self._history is not None:
-            self._remember(pending.spec, pending.call_id)
+            self._remember(spec, call_id)
 
     def _remember(self, spec: EventSpec, call_id: str | None) -> None:
         assert self._history is not None
@@ -840,20 +861,6 @@ class _LatencyObserver(DispatchObserver):
         if span is not None and span.get_span_context().is_valid:
             trace_id = format(span.get_span_context().trace_id, "032x")
         latency.observe((spec.event_set, spec.name), seconds, trace_id)
-
-
-class _Pending:
-    """State carried from the span side of an emit to its completion."""
-
-    __slots__ = ("bound", "call_id", "frame", "span", "spec", "token")
-
-    def __init__(self, spec: EventSpec, bound: Mapping[str, Any]) -> None:
-        self.spec = spec
-        self.bound = bound
-        self.span: Span | None = None
-        self.frame: Frame | None = None
-        self.call_id: str | None = None
-        self.token: Token[Context] | None = None
 
 
 def _bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:

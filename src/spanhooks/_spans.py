@@ -30,7 +30,6 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from spanhooks._attributes import (
     AttributePolicy,
-    AttributeValue,
     error_description,
     exception_attributes,
     exception_type_name,
@@ -71,14 +70,15 @@ class Frame:
         self,
         spec: EventSpec,
         span: Span,
+        span_id: int,
         parent_ctx: Context,
         parent: Frame | None,
         key_value: object,
     ) -> None:
         self.spec = spec
         self.span = span
-        self.span_id = span.get_span_context().span_id
-        self.call_id = "%016x" % self.span_id  # noqa: UP031  (faster than format() here)
+        self.span_id = span_id
+        self.call_id = "%016x" % span_id  # noqa: UP031  (faster than format() here)
         self.parent_ctx = parent_ctx
         self.parent = parent
         self.key_value = key_value
@@ -256,25 +256,34 @@ class SpanMapper:
 
     def start(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Frame | None:
         parent_ctx, parent = live_context()
-        attributes = self._attributes(spec, bound)
+        policy = self.policy
+        attributes = policy.build(spec, bound)
         if spec.operation:
             attributes["gen_ai.operation.name"] = spec.operation
+        name = span_name(spec, bound)
         span = tracer.start_span(
-            self.policy.scrub(span_name(spec, bound)),
+            policy.scrub(name) if policy.redact_patterns else name,
             context=parent_ctx,
             kind=spec.kind,
             attributes=attributes,
         )
-        if not span.get_span_context().is_valid:  # a no-op tracer (OTEL_SDK_DISABLED)
+        span_context = span.get_span_context()
+        if not span_context.is_valid:  # a no-op tracer (OTEL_SDK_DISABLED)
             return None
-        frame = Frame(spec, span, parent_ctx, parent, key_of(spec, bound))
+        key = spec.key
+        key_value = bound.get(key) if key.__class__ is str else key_of(spec, bound)
+        frame = Frame(spec, span, span_context.span_id, parent_ctx, parent, key_value)
         otel_context.attach(frame.ctx)  # token dropped on purpose: see the module docstring
         self.open.add(frame)
         return frame
 
-    def find(self, spec: EventSpec, bound: Mapping[str, Any], call_id: object) -> Frame | None:
-        """The open frame an end closes: by call id, else innermost in context, else latest."""
-        key_value = key_of(spec, bound)
+    def find(
+        self, spec: EventSpec, bound: Mapping[str, Any], call_id: object, current: Context
+    ) -> Frame | None:
+        """The open frame an end closes: by call id, else innermost in ``current`` (the
+        current context), else the latest opened."""
+        key = spec.key
+        key_value = bound.get(key) if key.__class__ is str else key_of(spec, bound)
         if call_id is not None:
             span_id = _parse_call_id(call_id)
             frame = self.open.get(span_id) if span_id is not None else None
@@ -282,7 +291,7 @@ class SpanMapper:
                 self._unmatched(spec, f"no open call with id {call_id!r}")
                 return None
             return frame
-        found = otel_context.get_current().get(FRAME_KEY)
+        found = current.get(FRAME_KEY)
         frame = found if isinstance(found, Frame) else None
         while frame is not None and not frame.matches(spec, key_value):
             frame = frame.parent
@@ -297,15 +306,18 @@ class SpanMapper:
         if frame.ended:
             return
         span = frame.span
-        if span.is_recording():
-            ended = self._attributes(spec, bound)
+        policy = self.policy
+        ended = policy.build(spec, bound)
+        failure = failure_of(spec, bound)
+        if (ended or failure is not None) and span.is_recording():
             if ended:
                 current = getattr(span, "attributes", None) or {}
                 # Re-setting an unchanged key would move it to the back, first for eviction.
                 changed = {k: v for k, v in ended.items() if current.get(k) != v}
                 if changed:
                     span.set_attributes(changed)
-            mark_error(span, spec, bound, self.policy)
+            if failure is not None:
+                record_failure(span, failure, policy)
         frame.ended = True
         span.end()
         self.open.discard(frame)
@@ -317,19 +329,17 @@ class SpanMapper:
         """Add the event to the current span, or to a zero-length span if none records."""
         ctx, _ = live_context()
         span = trace.get_current_span(ctx)
-        attributes = self._attributes(spec, bound)
-        if span.is_recording():
-            span.add_event(spec.name, attributes)
-            mark_error(span, spec, bound, self.policy)
-            return span
-        orphan = tracer.start_span(spec.name, context=ctx, kind=spec.kind)
-        orphan.add_event(spec.name, attributes)
-        mark_error(orphan, spec, bound, self.policy)
-        orphan.end()
-        return orphan
-
-    def _attributes(self, spec: EventSpec, bound: Mapping[str, Any]) -> dict[str, AttributeValue]:
-        return self.policy.build(spec, bound)
+        attributes = self.policy.build(spec, bound)
+        failure = failure_of(spec, bound)
+        orphan = not span.is_recording()
+        if orphan:
+            span = tracer.start_span(spec.name, context=ctx, kind=spec.kind)
+        span.add_event(spec.name, attributes)
+        if failure is not None:
+            record_failure(span, failure, self.policy)
+        if orphan:
+            span.end()
+        return span
 
     def _unmatched(self, spec: EventSpec, why: str) -> None:
         self.unmatched_ends += 1
@@ -372,23 +382,23 @@ def key_of(spec: EventSpec, bound: Mapping[str, Any]) -> object:
         return None
 
 
-def mark_error(
-    span: Span, spec: EventSpec, bound: Mapping[str, Any], policy: AttributePolicy
-) -> None:
-    """Record the event's failure, if it carries one, as an exception and ERROR status.
+def failure_of(spec: EventSpec, bound: Mapping[str, Any]) -> BaseException | str | None:
+    """The exception or message that marks this event as a failure, if it carries one."""
+    if spec.error is None:
+        return None
+    try:
+        return spec.error(bound)
+    except Exception:
+        return None
+
+
+def record_failure(span: Span, failure: BaseException | str, policy: AttributePolicy) -> None:
+    """Record an event's failure as an exception event and ERROR status.
 
     The exception event is built here rather than by ``span.record_exception`` so that an
     exception whose ``__str__`` raises still closes its span, and so that the policy's
     ``redact_patterns`` and length limit apply to the message and stack trace.
     """
-    if spec.error is None:
-        return
-    try:
-        failure = spec.error(bound)
-    except Exception:
-        return
-    if failure is None:
-        return
     if isinstance(failure, BaseException):
         attributes = exception_attributes(failure, policy)
         span.add_event("exception", {**attributes, "exception.escaped": "False"})
