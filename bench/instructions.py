@@ -23,7 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import span_cases
 
 WARM_UP = 200
-CASES = ("spanhooks (current)", "raw SDK (current)", "raw SDK (not current)", "langchain-core")
+CASES = (
+    "spanhooks (current)",
+    "raw SDK (current)",
+    "raw SDK (current, by hand)",
+    "raw SDK (not current)",
+    "langchain-core",
+)
 
 
 def run_case(name: str, pairs: int) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -206,6 +206,23 @@ def span_cases() -> list[Case]:
         ).end()
 
     cases.append(Case(workload, "raw SDK (not current)", raw_plain, raw2.check(1), 1))
+
+    raw3 = Pipeline()
+
+    def raw_floor() -> None:
+        # The SDK and context calls spanhooks makes for a pair, by hand, with nothing around
+        # them: the floor for an emit-based span that is made current.
+        parent = context.get_current()
+        span = raw3.tracer.start_span(
+            "execute_tool search",
+            context=parent,
+            attributes={"gen_ai.tool.name": ARGS[0], "gen_ai.operation.name": "execute_tool"},
+        )
+        context.attach(trace.set_span_in_context(span, parent))
+        span.end()
+        context.attach(parent)
+
+    cases.append(Case(workload, "raw SDK (current, by hand)", raw_floor, raw3.check(1), 1))
     for factory in (_langchain_span, _util_genai_span, _llamaindex_span):
         with contextlib.suppress(ImportError):  # a peer that is not installed is left out
             cases.append(factory(workload))
