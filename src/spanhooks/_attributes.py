@@ -62,7 +62,9 @@ _SENSITIVE = re.compile(
 )
 _MAX_DEPTH = 8
 _MISSING = object()
-_PUT, _REDACT, _SKIP = 0, 1, 2
+_Plan = tuple[tuple[tuple[str, str, bool], ...], frozenset[str]]
+"""How a policy records one event: its steps (argument, attribute key, redact) and the names
+of its declared arguments (anything else bound is an extra argument)."""
 _RESERVED_ATTRIBUTES = 3  # gen_ai.operation.name, error.type, spanhooks.abandoned
 REDACT_PATTERN_ENV = "SPANHOOKS_REDACT_PATTERN"
 """One regular expression (alternatives joined with ``|``) redacted wherever it matches."""
@@ -156,9 +158,7 @@ class AttributePolicy:
     documents, string sequences, span names, exception messages) becomes ``[REDACTED]``.
     Compiled once into one alternation when the policy is made."""
 
-    _plans: dict[EventSpec, tuple[tuple[str, str, int], ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    _plans: dict[EventSpec, _Plan] = field(default_factory=dict, compare=False, repr=False)
     _pattern: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
     _failures: itertools.count[int] = field(
         default_factory=itertools.count, init=False, compare=False, repr=False
@@ -216,25 +216,19 @@ class AttributePolicy:
             for key, value in extracted.items():
                 self._put(attrs, key, value)
         room = self.max_attributes - _RESERVED_ATTRIBUTES
-        seen = 0
-        plan = self._plans.get(spec)
-        if plan is None:
-            plan = self._plan(spec)
-        for arg, key, how in plan:
+        steps, declared = self._plans.get(spec) or self._plan(spec)
+        for arg, key, redact in steps:
             value = bound.get(arg, _MISSING)
-            if value is _MISSING:
+            if value is _MISSING or len(attrs) >= room:
                 continue
-            seen += 1
-            if how is _SKIP or len(attrs) >= room:
-                continue
-            if how is _REDACT:
+            if redact:
                 attrs[key] = REDACTED
             else:
                 coerced = coerce(value, self)
                 if coerced is not None:
                     attrs[key] = coerced
-        if len(bound) > seen and spec.record_args:
-            self._extra_arguments(spec, bound, attrs, room)
+        if spec.record_args and not declared.issuperset(bound):
+            self._extra_arguments(declared, spec.event_set, bound, attrs, room)
         if self.capture_content and spec.extract_content is not None:
             try:
                 extracted = spec.extract_content(bound)
@@ -273,40 +267,42 @@ class AttributePolicy:
                 kept[key] = coerced
         return kept
 
-    def _plan(self, spec: EventSpec) -> tuple[tuple[str, str, int], ...]:
-        """(argument, attribute key, how) for each declared argument, in recording order:
-        semantic-convention names first, other arguments next, content last (skipped unless
-        captured)."""
-        named: list[tuple[str, str, int]] = []
-        other: list[tuple[str, str, int]] = []
-        content: list[tuple[str, str, int]] = []
+    def _plan(self, spec: EventSpec) -> _Plan:
+        """The declared arguments this policy records, as (argument, attribute key, redact),
+        in recording order: semantic-convention names first, other arguments next, content
+        last (left out unless captured); and the set of declared argument names."""
+        named: list[tuple[str, str, bool]] = []
+        other: list[tuple[str, str, bool]] = []
+        content: list[tuple[str, str, bool]] = []
         # An end's key argument equals its start's (that is how they were paired): recorded once.
         repeated = spec.key if spec.phase is Phase.END and isinstance(spec.key, str) else None
         for arg in spec.args:
             mapped = spec.attributes.get(arg)
-            if arg == repeated:
-                other.append((arg, "", _SKIP))
-                continue
-            if mapped is None and not spec.record_args:
+            if arg == repeated or (mapped is None and not spec.record_args):
                 continue
             key = mapped if mapped is not None else f"{spec.event_set}.{arg}"
             if arg in spec.content:
-                content.append((arg, key, _PUT if self.capture_content else _SKIP))
+                if self.capture_content:
+                    content.append((arg, key, False))
                 continue
-            how = _REDACT if self.sensitive(arg) else _PUT
-            (named if mapped is not None else other).append((arg, key, how))
-        plan = (*named, *other, *content)
+            (named if mapped is not None else other).append((arg, key, self.sensitive(arg)))
+        plan = ((*named, *other, *content), frozenset(spec.args))
         self._plans[spec] = plan
         return plan
 
     def _extra_arguments(
-        self, spec: EventSpec, bound: Bound, attrs: dict[str, AttributeValue], room: int
+        self,
+        declared: frozenset[str],
+        event_set: str,
+        bound: Bound,
+        attrs: dict[str, AttributeValue],
+        room: int,
     ) -> None:
         """Arguments the declaration does not name (extra positionals, unknown keywords)."""
         for arg, value in bound.items():
-            if arg in spec.args or len(attrs) >= room:
+            if arg in declared or len(attrs) >= room:
                 continue
-            key = f"{spec.event_set}.{arg}"
+            key = f"{event_set}.{arg}"
             if self.sensitive(arg):
                 attrs[key] = REDACTED
             else:
