@@ -615,13 +615,19 @@ class CallbackManager:
             if self._history is not None:
                 self._remember(spec, None)
             return None
-        bound = _bind(spec, args, kwargs)
+        if kwargs or len(args) > len(spec.args):
+            bound = _bind(spec, args, kwargs)
+        else:  # _bind's common case, inlined
+            bound = dict(zip(spec.args, args))  # noqa: B905
         span, frame, token, new_id = self._begin(tracer, spec, args, bound, call_id)
         try:
             if routes:
                 self._dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
         finally:
-            self._complete(spec, bound, frame, token, new_id)
+            if frame is not None:
+                self._close(spec, bound, frame, token)
+            if self._history is not None:
+                self._remember(spec, new_id)
         return new_id if spec.phase is _START else None
 
     trigger = emit
@@ -661,7 +667,10 @@ class CallbackManager:
                     routes, spec.identity, args, kwargs, span, concurrent=concurrent
                 )
         finally:
-            self._complete(spec, bound, frame, token, new_id)
+            if frame is not None:
+                self._close(spec, bound, frame, token)
+            if self._history is not None:
+                self._remember(spec, new_id)
         return new_id if spec.phase is _START else None
 
     def notify(self, event: Any, /, *args: Any, span: Span | None = None, **kwargs: Any) -> None:
@@ -756,7 +765,7 @@ class CallbackManager:
         """The span side of an emit, before its callbacks run.
 
         Returns the span the event went to, the frame an end closes (closed by
-        :meth:`_complete`, after the callbacks, which run inside the call's context), the token
+        :meth:`_close`, after the callbacks, which run inside the call's context), the token
         of that context if it had to be attached, and the event's call id.
         """
         tracer = self._tracers.get(spec.event_set) or self._tracer_for(spec.event_set)
@@ -799,32 +808,28 @@ class CallbackManager:
             )
         return None, None, None, None
 
-    def _complete(
+    def _close(
         self,
         spec: EventSpec,
         bound: Mapping[str, Any],
-        frame: Frame | None,
+        frame: Frame,
         token: Token[Context] | None,
-        call_id: str | None,
     ) -> None:
-        """The span side of an emit after its callbacks: an end's span is closed here."""
-        if frame is not None:
-            try:
-                if token is not None:
-                    otel_context.detach(token)
-                self._mapper.finish(frame, spec, bound)
-            except Exception as exc:
-                rate_limited.log(
-                    logging.ERROR,
-                    "span-mapping",
-                    "%s: closing span failed for %s: %r",
-                    self.name,
-                    spec.name,
-                    exc,
-                    exc_info=exc,
-                )
-        if self._history is not None:
-            self._remember(spec, call_id)
+        """Close the span an end event matched, once its callbacks have run."""
+        try:
+            if token is not None:
+                otel_context.detach(token)
+            self._mapper.finish(frame, spec, bound)
+        except Exception as exc:
+            rate_limited.log(
+                logging.ERROR,
+                "span-mapping",
+                "%s: closing span failed for %s: %r",
+                self.name,
+                spec.name,
+                exc,
+                exc_info=exc,
+            )
 
     def _remember(self, spec: EventSpec, call_id: str | None) -> None:
         assert self._history is not None

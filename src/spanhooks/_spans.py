@@ -255,7 +255,11 @@ class SpanMapper:
         self.unmatched_ends = 0
 
     def start(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Frame | None:
-        parent_ctx, parent = live_context()
+        parent_ctx = otel_context.get_current()
+        found = parent_ctx.get(FRAME_KEY)
+        parent = found if isinstance(found, Frame) else None
+        if parent is not None and parent.ended:  # ended in another task: skip what has ended
+            parent_ctx, parent = live_context()
         policy = self.policy
         attributes = policy.build(spec, bound)
         if spec.operation:
