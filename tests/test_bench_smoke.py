@@ -49,3 +49,12 @@ def test_the_fault_benchmark_accounts_for_every_span_with_the_collector_up_dead_
     assert summary["emit"]["healthy"]["last_round_counts"]["exported"] == 400
     for case in ("spanhooks, collector dead", "spanhooks, collector hanging"):
         assert summary["exit"][case]["jsonl"] == 2000
+
+
+def test_the_step_benchmark_variants_each_export_their_span_and_leave_nothing_open() -> None:
+    steps = BENCH.parent / "steps.py"
+    done = subprocess.run(
+        [sys.executable, str(steps), "--smoke"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "smoke: 8 variants, 0 problems" in done.stdout

@@ -62,9 +62,11 @@ _SENSITIVE = re.compile(
 )
 _MAX_DEPTH = 8
 _MISSING = object()
-_Plan = tuple[tuple[tuple[str, str, bool], ...], frozenset[str]]
-"""How a policy records one event: its steps (argument, attribute key, redact) and the names
-of its declared arguments (anything else bound is an extra argument)."""
+_Plan = tuple[tuple[tuple[str, str, bool], ...], frozenset[str], bool]
+"""How a policy records one event: its steps (argument, attribute key, redact), the names of
+its declared arguments (anything else bound is an extra argument), and whether it records
+nothing but extra arguments (no steps, no extractors): an end event that only repeats its
+start's key and carries content, for example."""
 _RESERVED_ATTRIBUTES = 3  # gen_ai.operation.name, error.type, spanhooks.abandoned
 REDACT_PATTERN_ENV = "SPANHOOKS_REDACT_PATTERN"
 """One regular expression (alternatives joined with ``|``) redacted wherever it matches."""
@@ -207,6 +209,9 @@ class AttributePolicy:
         identifies a call must survive, bulky content may not. How each declared argument is
         recorded is planned once per event (see :meth:`_plan`), not worked out per emit.
         """
+        steps, declared, silent = self._plans.get(spec) or self._plan(spec)
+        if silent and declared.issuperset(bound):
+            return {}
         attrs: dict[str, AttributeValue] = {}
         if spec.extract is not None:
             try:
@@ -216,7 +221,6 @@ class AttributePolicy:
             for key, value in extracted.items():
                 self._put(attrs, key, value)
         room = self.max_attributes - _RESERVED_ATTRIBUTES
-        steps, declared = self._plans.get(spec) or self._plan(spec)
         for arg, key, redact in steps:
             value = bound.get(arg, _MISSING)
             if value is _MISSING or len(attrs) >= room:
@@ -270,7 +274,8 @@ class AttributePolicy:
     def _plan(self, spec: EventSpec) -> _Plan:
         """The declared arguments this policy records, as (argument, attribute key, redact),
         in recording order: semantic-convention names first, other arguments next, content
-        last (left out unless captured); and the set of declared argument names."""
+        last (left out unless captured); the set of declared argument names; and whether
+        nothing but extra arguments can be recorded (see :data:`_Plan`)."""
         named: list[tuple[str, str, bool]] = []
         other: list[tuple[str, str, bool]] = []
         content: list[tuple[str, str, bool]] = []
@@ -286,7 +291,11 @@ class AttributePolicy:
                     content.append((arg, key, False))
                 continue
             (named if mapped is not None else other).append((arg, key, self.sensitive(arg)))
-        plan = ((*named, *other, *content), frozenset(spec.args))
+        steps = (*named, *other, *content)
+        extracts = spec.extract is not None or (
+            self.capture_content and spec.extract_content is not None
+        )
+        plan = (steps, frozenset(spec.args), not steps and not extracts)
         self._plans[spec] = plan
         return plan
 
