@@ -21,13 +21,15 @@ import argparse
 import gc
 import random
 import statistics
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import context
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from spanhooks import CallbackEvent, CallbackManager
@@ -35,8 +37,10 @@ from spanhooks._attributes import coerce
 from spanhooks._spans import _ENDED, FRAME_KEY, Frame, failure_of, span_name
 from spanhooks.vocab.llmproc import _tool_failure
 
-ARGS = ("search", {"query": "opentelemetry", "limit": 5})
-RESULT = {"hits": 3}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import ARGS, RESULT, CountingExporter
+
 PAIRS = 5_000
 STEPS = {
     "attribute plan at the start": "build",
@@ -47,21 +51,12 @@ STEPS = {
 }
 
 
-class _CountingExporter(SpanExporter):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.count += len(spans)
-        return SpanExportResult.SUCCESS
-
-
 class _Pipeline:
     """A manager on a synchronous pipeline, warmed up, and the internals the floor uses."""
 
     def __init__(self) -> None:
         provider = TracerProvider(shutdown_on_exit=False)
-        self.exporter = _CountingExporter()
+        self.exporter = CountingExporter()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.manager = CallbackManager(tracer_provider=provider)
         self.manager.emit(CallbackEvent.TOOL_START, *ARGS)  # creates the tracer and the plans
