@@ -325,10 +325,10 @@ class AttributePolicy:
 
 def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
     """One attribute value within the policy's length limit, or None to leave the key out."""
-    if value.__class__ is str:  # the common case first, without the isinstance chain
+    if isinstance(value, str):  # the common case first
         if policy._pattern is not None:
             value = policy._pattern.sub(REDACTED, value)
-        return value if len(value) <= policy.max_length else _truncate(value, policy.max_length)
+        return _truncate(value, policy.max_length)
     if value is None:
         return None
     if isinstance(value, bool):
@@ -337,10 +337,6 @@ def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
         return value if _INT64_MIN <= value <= _INT64_MAX else _big_int(value, policy.max_length)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        if policy._pattern is not None:
-            value = policy._pattern.sub(REDACTED, value)
-        return _truncate(value, policy.max_length)
     if isinstance(value, Enum):
         return coerce(value.value, policy)
     if isinstance(value, bytes | bytearray | memoryview):

@@ -615,19 +615,13 @@ class CallbackManager:
             if self._history is not None:
                 self._remember(spec, None)
             return None
-        if kwargs or len(args) > len(spec.args):
-            bound = _bind(spec, args, kwargs)
-        else:  # _bind's common case, inlined
-            bound = dict(zip(spec.args, args))  # noqa: B905
+        bound = _bind(spec, args, kwargs)
         span, frame, token, new_id = self._begin(tracer, spec, args, bound, call_id)
         try:
             if routes:
                 self._dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
         finally:
-            if frame is not None:
-                self._close(spec, bound, frame, token)
-            if self._history is not None:
-                self._remember(spec, new_id)
+            self._complete(spec, bound, frame, token, new_id)
         return new_id if spec.phase is _START else None
 
     trigger = emit
@@ -667,10 +661,7 @@ class CallbackManager:
                     routes, spec.identity, args, kwargs, span, concurrent=concurrent
                 )
         finally:
-            if frame is not None:
-                self._close(spec, bound, frame, token)
-            if self._history is not None:
-                self._remember(spec, new_id)
+            self._complete(spec, bound, frame, token, new_id)
         return new_id if spec.phase is _START else None
 
     def notify(self, event: Any, /, *args: Any, span: Span | None = None, **kwargs: Any) -> None:
@@ -765,37 +756,35 @@ class CallbackManager:
         """The span side of an emit, before its callbacks run.
 
         Returns the span the event went to, the frame an end closes (closed by
-        :meth:`_close`, after the callbacks, which run inside the call's context), the token
+        :meth:`_complete`, after the callbacks, which run inside the call's context), the token
         of that context if it had to be attached, and the event's call id.
         """
         tracer = self._tracers.get(spec.event_set) or self._tracer_for(spec.event_set)
         mapper = self._mapper
         span: Span | None = None
+        frame: Frame | None = None
+        token: Token[Context] | None = None
+        new_id: str | None = None
         phase = spec.phase
         try:
             if phase is _START:
-                frame = mapper.start(tracer, spec, bound)
-                if frame is not None:
-                    span = frame.span
-                    if spec.payload_type is not None:
-                        _stamp_context(args[0], span)
-                    return span, None, None, frame.call_id
+                opened = mapper.start(tracer, spec, bound)
+                if opened is not None:
+                    span, new_id = opened.span, opened.call_id
             elif phase is _END:
                 current = otel_context.get_current()
                 frame = mapper.find(spec, bound, call_id, current)
                 if frame is not None:
-                    span = frame.span
-                    if spec.payload_type is not None:
-                        _stamp_context(args[0], span)
-                    token = otel_context.attach(frame.ctx) if current is not frame.ctx else None
-                    return span, frame, token, frame.call_id
+                    span, new_id = frame.span, frame.call_id
+                    if current is not frame.ctx:
+                        token = otel_context.attach(frame.ctx)
             else:
-                span = mapper.point(tracer, spec, bound)
-                sc = span.get_span_context()
+                point = mapper.point(tracer, spec, bound)
+                sc = point.get_span_context()
                 if sc.is_valid:
-                    if spec.payload_type is not None:
-                        _stamp_context(args[0], span)
-                    return span, None, None, "%016x" % sc.span_id  # noqa: UP031
+                    span, new_id = point, "%016x" % sc.span_id  # noqa: UP031
+            if spec.payload_type is not None and span is not None:
+                _stamp_context(args[0], span)
         except Exception as exc:  # instrumentation must not break the caller
             rate_limited.log(
                 logging.ERROR,
@@ -806,30 +795,34 @@ class CallbackManager:
                 exc,
                 exc_info=exc,
             )
-        return None, None, None, None
+        return span, frame, token, new_id
 
-    def _close(
+    def _complete(
         self,
         spec: EventSpec,
         bound: Mapping[str, Any],
-        frame: Frame,
+        frame: Frame | None,
         token: Token[Context] | None,
+        call_id: str | None,
     ) -> None:
-        """Close the span an end event matched, once its callbacks have run."""
-        try:
-            if token is not None:
-                otel_context.detach(token)
-            self._mapper.finish(frame, spec, bound)
-        except Exception as exc:
-            rate_limited.log(
-                logging.ERROR,
-                "span-mapping",
-                "%s: closing span failed for %s: %r",
-                self.name,
-                spec.name,
-                exc,
-                exc_info=exc,
-            )
+        """The span side of an emit after its callbacks: an end's span is closed here."""
+        if frame is not None:
+            try:
+                if token is not None:
+                    otel_context.detach(token)
+                self._mapper.finish(frame, spec, bound)
+            except Exception as exc:
+                rate_limited.log(
+                    logging.ERROR,
+                    "span-mapping",
+                    "%s: closing span failed for %s: %r",
+                    self.name,
+                    spec.name,
+                    exc,
+                    exc_info=exc,
+                )
+        if self._history is not None:
+            self._remember(spec, call_id)
 
     def _remember(self, spec: EventSpec, call_id: str | None) -> None:
         assert self._history is not None

@@ -255,11 +255,7 @@ class SpanMapper:
         self.unmatched_ends = 0
 
     def start(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Frame | None:
-        parent_ctx = otel_context.get_current()
-        found = parent_ctx.get(FRAME_KEY)
-        parent = found if isinstance(found, Frame) else None
-        if parent is not None and parent.ended:  # ended in another task: skip what has ended
-            parent_ctx, parent = live_context()
+        parent_ctx, parent = live_context()
         policy = self.policy
         attributes = policy.build(spec, bound)
         if spec.operation:
@@ -274,9 +270,7 @@ class SpanMapper:
         span_context = span.get_span_context()
         if not span_context.is_valid:  # a no-op tracer (OTEL_SDK_DISABLED)
             return None
-        key = spec.key
-        key_value = bound.get(key) if key.__class__ is str else key_of(spec, bound)
-        frame = Frame(spec, span, span_context.span_id, parent_ctx, parent, key_value)
+        frame = Frame(spec, span, span_context.span_id, parent_ctx, parent, key_of(spec, bound))
         otel_context.attach(frame.ctx)  # token dropped on purpose: see the module docstring
         self.open.add(frame)
         return frame
@@ -286,8 +280,7 @@ class SpanMapper:
     ) -> Frame | None:
         """The open frame an end closes: by call id, else innermost in ``current`` (the
         current context), else the latest opened."""
-        key = spec.key
-        key_value = bound.get(key) if key.__class__ is str else key_of(spec, bound)
+        key_value = key_of(spec, bound)
         if call_id is not None:
             span_id = _parse_call_id(call_id)
             frame = self.open.get(span_id) if span_id is not None else None
