@@ -182,7 +182,9 @@ async def test_1000_concurrent_tasks_each_keep_their_own_parent_with_exact_count
             if sample.name == "spanhooks_events_total"
         }
         stats = manager.stats()
-    assert caplog.records == []
+    # Only spanhooks' own records: an earlier test's exporter, left on a hung collector past its
+    # shutdown deadline (by design), may log its final failure from its own thread at any time.
+    assert [record for record in caplog.records if record.name.startswith("spanhooks")] == []
     assert next(seen) == tasks * tools
     assert len(spans) == tasks * (tools + 1)
     assert {k: v for k, v in counts.items() if v} == {
