@@ -32,9 +32,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from spanhooks import CallbackEvent, CallbackManager
-from spanhooks._attributes import coerce
-from spanhooks._spans import _ENDED, FRAME_KEY, Frame, failure_of, span_name
+from spanhooks import CallbackEvent, CallbackManager, __version__
+from spanhooks.events.scope import scope_name
+from spanhooks.tracing.attributes import coerce
+from spanhooks.tracing.spans import _ENDED, FRAME_KEY, Frame, OpenSpans, failure_of, span_name
 from spanhooks.vocab.llmproc import _tool_failure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,11 +62,11 @@ class _Pipeline:
         self.manager = CallbackManager(tracer_provider=provider)
         self.manager.emit(CallbackEvent.TOOL_START, *ARGS)  # creates the tracer and the plans
         self.manager.emit(CallbackEvent.TOOL_END, ARGS[0], RESULT)
-        self.tracer = self.manager._tracers["llmproc"]
-        self.policy = self.manager._mapper.policy
-        self.registry = self.manager._mapper.open
-        self.start_spec = self.manager._specs[CallbackEvent.TOOL_START]
-        self.end_spec = self.manager._specs[CallbackEvent.TOOL_END]
+        self.tracer = provider.get_tracer(scope_name("llmproc"), __version__)
+        self.policy = self.manager.attribute_policy
+        self.registry = OpenSpans()
+        self.start_spec = self.manager.spec(CallbackEvent.TOOL_START)
+        self.end_spec = self.manager.spec(CallbackEvent.TOOL_END)
 
 
 def _start(pipe: _Pipeline, steps: frozenset[str], *args: Any) -> str:

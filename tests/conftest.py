@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from spanhooks._log import rate_limited
+from spanhooks.util.log import rate_limited
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from spanhooks import _metrics
+from spanhooks.metrics import families as _metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboards" / "spanhooks.json"

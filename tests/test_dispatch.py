@@ -186,7 +186,7 @@ async def test_an_async_callback_emitted_synchronously_inside_a_loop_runs_as_a_t
 
     manager.register(CallbackEvent.TOOL_START, slow)
     manager.emit(CallbackEvent.TOOL_START, "search", {})
-    await manager._dispatcher.drain(timeout=1)
+    await manager.drain(timeout=1)
     assert done == ["search"]
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from spanhooks._accounting import DROP_REASONS, DropLog
-from spanhooks._cardinality import LabelLimiter, SeriesLimiter
-from spanhooks._log import RateLimitedLog
-from spanhooks._metrics import BucketHistogram
+from spanhooks.export.accounting import DROP_REASONS, DropLog
+from spanhooks.metrics.cardinality import LabelLimiter, SeriesLimiter
+from spanhooks.metrics.families import BucketHistogram
+from spanhooks.util.log import RateLimitedLog
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="os.fork is POSIX only")
 

@@ -26,13 +26,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 import spanhooks
-from spanhooks._genai_metrics import (
+from spanhooks.metrics.families import install_collector
+from spanhooks.metrics.genai import (
     OPERATION_DURATION_BUCKETS,
     TOKEN_USAGE_BUCKETS,
     GenAIMetricsProcessor,
 )
-from spanhooks._metrics import install_collector
-from spanhooks._server import start_metrics_server
+from spanhooks.metrics.server import start_metrics_server
 from spanhooks.testing import Capture, capture
 
 

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from spanhooks._jsonl import JsonlSpanExporter, dumps, json_safe
+from spanhooks.export.jsonl import JsonlSpanExporter, dumps, json_safe
 
 RECORD_KEYS = {
     "trace_id",

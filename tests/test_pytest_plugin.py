@@ -54,7 +54,7 @@ def test_capture_gives_the_process_wide_manager_back_when_done() -> None:
     from spanhooks.testing import capture
 
     manager = spanhooks.get_callback_manager()
-    before = manager._provider
+    before = manager.tracer_provider
     with capture(managers=(manager,)) as cap:
         spanhooks.emit("tool_start", "search", {})
         spanhooks.emit("tool_end", "search", "ok")
@@ -63,5 +63,5 @@ def test_capture_gives_the_process_wide_manager_back_when_done() -> None:
             ("llmproc", "tool_start"),
             ("llmproc", "tool_end"),
         ]
-    assert manager._provider is before
+    assert manager.tracer_provider is before
     assert all(reg["name"] != "spanhooks.testing" for reg in manager.get_registered_callbacks())

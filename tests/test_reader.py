@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from spanhooks._jsonl import JsonlSpanExporter
-from spanhooks._reader import (
+from spanhooks.export.jsonl import JsonlSpanExporter
+from spanhooks.export.reader import (
     EventRecord,
     SpanNode,
     SpanRecord,

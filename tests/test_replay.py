@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanhooks import CallbackEvent, CallbackManager, JsonlSpanExporter
-from spanhooks._replay import replay
+from spanhooks.export.replay import replay
 
 Request = trace_service_pb2.ExportTraceServiceRequest
 

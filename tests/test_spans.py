@@ -426,7 +426,7 @@ def test_ids_survive_when_a_payload_has_more_attributes_than_the_limit() -> None
         ],
     )
     with capture() as cap:
-        cap.manager.set_attribute_policy(cap.manager._mapper.policy.__class__(max_attributes=32))
+        cap.manager.set_attribute_policy(cap.manager.attribute_policy.__class__(max_attributes=32))
         cap.manager.declare(wide)
         cap.manager.emit("batch_start", *range(300))
         cap.manager.emit("batch_end")

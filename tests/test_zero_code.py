@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spanhooks import read_spans
-from spanhooks._reader import SpanRecord
+from spanhooks.export.reader import SpanRecord
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 VENV_BIN = Path(sys.executable).parent
@@ -165,7 +165,7 @@ def test_uninstrument_undoes_instrument(tmp_path: Path) -> None:
 
             signal.signal(signal.SIGTERM, mine)
             manager = spanhooks.get_callback_manager()
-            policy = manager._mapper.policy
+            policy = manager.attribute_policy
             instrumentor = SpanhooksInstrumentor()
             instrumentor.instrument(capture_content=True)
             instrumentor.instrument()  # a second call changes nothing
@@ -177,7 +177,7 @@ def test_uninstrument_undoes_instrument(tmp_path: Path) -> None:
                 spanhooks.emit("tool_end", "search", "ok")
             instrumentor.uninstrument()
             assert signal.getsignal(signal.SIGTERM) is mine
-            assert manager._mapper.policy is policy
+            assert manager.attribute_policy is policy
             with tracer.start_as_current_span("after uninstrument"):
                 spanhooks.emit("tool_start", "search", {})
                 spanhooks.emit("tool_end", "search", "ok")

@@ -12,34 +12,33 @@ events and recorded exceptions in a trace, exported to JSONL and OTLP::
     spanhooks.emit(CallbackEvent.TOOL_END, "search", {"hits": 3})
 """
 
-from spanhooks._attributes import AttributePolicy
-from spanhooks._context import (
+from spanhooks._version import __version__
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, DispatchObserver, Priority
+from spanhooks.callbacks.manager import CallbackManager, EventRecord, get_callback_manager
+from spanhooks.callbacks.processors import CallbackSpanProcessor, IsolatedSpanProcessor
+from spanhooks.events.spec import EventSet, EventSpec, Phase, end, point, start
+from spanhooks.export.jsonl import JsonlSpanExporter
+from spanhooks.export.logillm_jsonl import JSONLCallback, register_jsonl_logger
+from spanhooks.export.reader import SpanNode, build_trees, format_trees, read_spans
+from spanhooks.instrument.decorators import agent, instrument, llm, tool, workflow
+from spanhooks.instrument.foreign import ForeignSpanBridge
+from spanhooks.lifecycle.processes import ProcessTarget
+from spanhooks.lifecycle.setup import (
+    Telemetry,
+    add_span_processor,
+    force_flush,
+    setup,
+    shutdown,
+)
+from spanhooks.metrics.multiprocess import mark_process_dead
+from spanhooks.tracing.attributes import AttributePolicy
+from spanhooks.tracing.context import (
     CallContext,
     ContextThreadPoolExecutor,
     child_env,
     current_call,
     propagate,
 )
-from spanhooks._decorators import agent, instrument, llm, tool, workflow
-from spanhooks._dispatch import Dispatcher, DispatchMode, DispatchObserver, Priority
-from spanhooks._events import EventSet, EventSpec, Phase, end, point, start
-from spanhooks._foreign import ForeignSpanBridge
-from spanhooks._jsonl import JsonlSpanExporter
-from spanhooks._jsonl_callback import JSONLCallback, register_jsonl_logger
-from spanhooks._manager import AbstractCallback, CallbackManager, EventRecord
-from spanhooks._multiprocess import mark_process_dead
-from spanhooks._processes import ProcessTarget
-from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
-from spanhooks._reader import SpanNode, build_trees, format_trees, read_spans
-from spanhooks._setup import (
-    Telemetry,
-    add_span_processor,
-    force_flush,
-    get_callback_manager,
-    setup,
-    shutdown,
-)
-from spanhooks._version import __version__
 from spanhooks.vocab import (
     BUILTIN_EVENT_SETS,
     GENAI,
@@ -47,6 +46,7 @@ from spanhooks.vocab import (
     LOGILLM,
     MEETING,
     THEA,
+    AbstractCallback,
     CallbackEvent,
     CallbackType,
     GenAIEvent,

@@ -2,6 +2,6 @@
 
 import sys
 
-from spanhooks._cli import main
+from spanhooks.cli.main import main
 
 sys.exit(main())

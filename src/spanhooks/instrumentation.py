@@ -22,7 +22,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from spanhooks._setup import Telemetry, setup, uninstall
+from spanhooks.lifecycle.setup import Telemetry, setup, uninstall
 
 __all__ = ["SpanhooksInstrumentor"]
 

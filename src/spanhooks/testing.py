@@ -30,8 +30,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
-from spanhooks._manager import CallbackManager
-from spanhooks._processors import CallbackSpanProcessor
+from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
+from spanhooks.callbacks.processors import CallbackSpanProcessor
 
 __all__ = ["Capture", "CapturedEvent", "SequentialIdGenerator", "capture", "span_tree"]
 
@@ -82,7 +82,7 @@ class Capture:
         for manager in (self.manager, *managers):
             self.provider.add_span_processor(CallbackSpanProcessor(manager.spans))
             recorder = manager.register(self._recorder(manager), name="spanhooks.testing")
-            self._restore.append((manager, manager._provider, recorder))
+            self._restore.append((manager, manager.tracer_provider, recorder))
             if manager is not self.manager:
                 manager.use_tracer_provider(self.provider)
 
@@ -194,7 +194,5 @@ else:
     def spanhooks_capture() -> Iterator[Capture]:
         """A fresh :class:`Capture` per test, capturing the process-wide manager too (the one
         the decorators and ``spanhooks.emit`` use)."""
-        from spanhooks._setup import get_callback_manager
-
         with capture(managers=(get_callback_manager(),)) as cap:
             yield cap

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spanhooks import read_spans
-from spanhooks._reader import SpanRecord
+from spanhooks.export.reader import SpanRecord
 
 RunDemo = Callable[..., list[SpanRecord]]
 

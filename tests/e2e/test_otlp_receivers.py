@@ -17,7 +17,7 @@ import pytest
 from oteltest.sink import GrpcSink, HttpSink
 from oteltest.sink.handler import AccumulatingHandler
 
-from spanhooks._reader import SpanRecord
+from spanhooks.export.reader import SpanRecord
 
 RunDemo = Callable[..., list[SpanRecord]]  # the run_demo fixture (tests/e2e/conftest.py)
 
@@ -115,7 +115,7 @@ def test_every_span_arrives_as_the_jsonl_file_recorded_it(
 def test_a_replayed_file_reaches_the_receiver_unchanged(
     run_demo: RunDemo, tmp_path: Path, http_sink: tuple[str, AccumulatingHandler]
 ) -> None:
-    from spanhooks._replay import replay
+    from spanhooks.export.replay import replay
 
     records = run_demo(tmp_path)
     endpoint, handler = http_sink

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from spanhooks._reader import SpanRecord
+from spanhooks.export.reader import SpanRecord
 
 RunDemo = Callable[..., list[SpanRecord]]  # the run_demo fixture (tests/e2e/conftest.py)
 
@@ -131,7 +131,7 @@ def test_spans_sent_over_otlp_grpc_read_back_intact(
 def test_a_replayed_file_reads_back_intact(
     run_demo: RunDemo, phoenix: tuple[str, int], tmp_path: Path
 ) -> None:
-    from spanhooks._replay import replay
+    from spanhooks.export.replay import replay
 
     url, _ = phoenix
     records = run_demo(tmp_path)  # recorded offline: no endpoint configured

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks._metrics import install_collector
-from spanhooks._server import start_metrics_server
+from spanhooks.metrics.families import install_collector
+from spanhooks.metrics.server import start_metrics_server
 from spanhooks.ops import Alert, HealthMonitor
 
 

@@ -15,9 +15,10 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks import CallbackEvent, CallbackManager, _metrics
-from spanhooks._metrics import install_collector
-from spanhooks._server import start_metrics_server
+from spanhooks import CallbackEvent, CallbackManager
+from spanhooks.metrics import families as _metrics
+from spanhooks.metrics.families import install_collector
+from spanhooks.metrics.server import start_metrics_server
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -217,7 +218,7 @@ def test_two_managers_never_expose_the_same_series_twice() -> None:
 
 
 def test_every_exposed_family_is_defined_in_the_metrics_module() -> None:
-    from spanhooks import _metrics
+    from spanhooks.metrics import families as _metrics
 
     defined = {
         value.name for value in vars(_metrics).values() if isinstance(value, _metrics.MetricDef)

@@ -17,7 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 
 import spanhooks
 from spanhooks import CallbackManager
-from spanhooks._setup import Telemetry
+from spanhooks.lifecycle.setup import Telemetry
 
 from ._proxy import FaultProxy, Sink, collector
 

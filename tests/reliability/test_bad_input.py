@@ -23,9 +23,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 import spanhooks
 from spanhooks import AttributePolicy, CallbackEvent, CallbackManager, EventSet, point
-from spanhooks._attributes import coerce
-from spanhooks._reader import read_spans
+from spanhooks.export.reader import read_spans
 from spanhooks.testing import Capture, capture
+from spanhooks.tracing.attributes import coerce
 from spanhooks.vocab.logillm import ModuleEndEvent, ModuleStartEvent
 
 MAX_LENGTH = 64
@@ -139,7 +139,7 @@ def test_emit_never_raises_and_every_attribute_stays_within_the_limits(
     manager.emit(CallbackEvent.API_RESPONSE, payload)
     manager.trigger("on_message", user_id=payload, message=payload, timestamp=payload)
     with caplog.at_level(logging.ERROR, logger="opentelemetry"):
-        assert_within_limits(cap.spans(), manager._mapper.policy)
+        assert_within_limits(cap.spans(), manager.attribute_policy)
     assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
     assert len(cap.spans()) >= 2
 
@@ -155,7 +155,7 @@ async def test_emit_async_and_typed_events_never_raise_on_any_payload(
     await manager.emit_async(CallbackEvent.TOOL_END, "t", payload)
     manager.emit(ModuleStartEvent(module=payload, inputs=payload))
     manager.emit(ModuleEndEvent(module=payload, outputs=payload, success=False, error=payload))
-    assert_within_limits(cap.spans(), manager._mapper.policy)
+    assert_within_limits(cap.spans(), manager.attribute_policy)
     assert {s.name for s in cap.spans()} >= {"execute_tool t"}
 
 
@@ -193,7 +193,7 @@ def test_odd_primitives_become_representable_values(cap: Capture, value: object)
     cap.manager.emit(CallbackEvent.TOOL_START, "t", value)
     cap.manager.emit(CallbackEvent.TOOL_END, "t", [value, value])
     [span] = cap.spans()
-    assert_within_limits([span], cap.manager._mapper.policy)
+    assert_within_limits([span], cap.manager.attribute_policy)
     assert isinstance((span.attributes or {})["gen_ai.tool.call.arguments"], str)
 
 
@@ -220,7 +220,7 @@ def test_a_huge_exception_message_is_cut_to_the_limit(cap: Capture) -> None:
     cap.manager.emit(CallbackEvent.TOOL_START, "t", {})
     cap.manager.emit(CallbackEvent.TOOL_END, "t", ValueError(HUGE))
     [span] = cap.spans()
-    assert_within_limits([span], cap.manager._mapper.policy)
+    assert_within_limits([span], cap.manager.attribute_policy)
     assert span.status.status_code.name == "ERROR"
 
 
@@ -234,7 +234,7 @@ def test_wrong_argument_counts_still_emit_a_span(cap: Capture, args: tuple[Any, 
     cap.manager.emit(CallbackEvent.TOOL_END, *args[:1])
     [span] = cap.spans()
     assert span.name.startswith("execute_tool")
-    assert_within_limits([span], cap.manager._mapper.policy)
+    assert_within_limits([span], cap.manager.attribute_policy)
 
 
 @pytest.mark.parametrize("event", ["no_such_event", 42, None, object(), CallbackEvent])

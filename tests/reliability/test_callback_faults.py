@@ -28,9 +28,9 @@ from prometheus_client.registry import CollectorRegistry
 
 import spanhooks
 from spanhooks import CallbackManager
-from spanhooks._dispatch import MAX_DEPTH, callable_name
-from spanhooks._metrics import install_collector
-from spanhooks._processors import IsolatedSpanProcessor
+from spanhooks.callbacks.dispatch import MAX_DEPTH, callable_name
+from spanhooks.callbacks.processors import IsolatedSpanProcessor
+from spanhooks.metrics.families import install_collector
 
 from ._proxy import FaultProxy, Sink
 from .conftest import Pipeline, produce

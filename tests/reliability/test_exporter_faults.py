@@ -23,7 +23,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, DropLog
+from spanhooks.export.accounting import AccountedBatchProcessor, AccountedExporter, DropLog
 
 from ._proxy import FaultProxy, Sink, collector
 from .conftest import Pipeline, dropped_metric, jsonl_ids, otlp, produce

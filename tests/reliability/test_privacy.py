@@ -28,14 +28,15 @@ from prometheus_client import Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks import AttributePolicy, CallbackEvent, JSONLCallback, _metrics
-from spanhooks._accounting import SpanMetricsProcessor
-from spanhooks._attributes import REDACTED
-from spanhooks._cardinality import MAX_SERIES, OTHER, LabelLimiter, SeriesLimiter
-from spanhooks._log import safe_url
-from spanhooks._metrics import EVENTS, BucketHistogram, counter, install_collector
-from spanhooks._server import start_metrics_server
+from spanhooks import AttributePolicy, CallbackEvent, JSONLCallback
+from spanhooks.export.accounting import SpanMetricsProcessor
+from spanhooks.metrics import families as _metrics
+from spanhooks.metrics.cardinality import MAX_SERIES, OTHER, LabelLimiter, SeriesLimiter
+from spanhooks.metrics.families import EVENTS, BucketHistogram, counter, install_collector
+from spanhooks.metrics.server import start_metrics_server
 from spanhooks.testing import Capture, capture
+from spanhooks.tracing.attributes import REDACTED
+from spanhooks.util.log import safe_url
 from spanhooks.vocab.logillm import ModuleEndEvent
 
 SECRET = "CANARY-sk-7f3a9c1e"

@@ -31,17 +31,17 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks._attributes import (
+from spanhooks.callbacks.dispatch import Dispatcher, Route
+from spanhooks.metrics.families import ERRORS, counter, register_source
+from spanhooks.tracing.attributes import (
     active_policy,
     error_description,
     exception_attributes,
     exception_type_name,
     safe_str,
 )
-from spanhooks._dispatch import Dispatcher, Route
-from spanhooks._lazy import ProcessWide
-from spanhooks._metrics import ERRORS, counter, register_source
-from spanhooks._spans import live_context
+from spanhooks.tracing.spans import live_context
+from spanhooks.util.lazy import ProcessWide
 
 __all__ = [
     "ErrorContext",
@@ -224,7 +224,7 @@ class ErrorHandler:
         """Record, count and dispatch ``error``; returns the ErrorInfo. Never raises a handler's
         exception: the dispatch core isolates, logs and counts it."""
         info, span, own = self._record(error, context, severity, operation, metadata)
-        with _own_span(own):
+        with own_span(own):
             key = info.context.value
             self._dispatcher.dispatch(self._routes(key), key, (info,), {}, span)
         return info
@@ -239,7 +239,7 @@ class ErrorHandler:
     ) -> ErrorInfo:
         """:meth:`handle_error` that awaits async handlers, one after another by priority."""
         info, span, own = self._record(error, context, severity, operation, metadata)
-        with _own_span(own):
+        with own_span(own):
             key = info.context.value
             await self._dispatcher.dispatch_async(self._routes(key), key, (info,), {}, span)
         return info
@@ -340,7 +340,7 @@ class ErrorHandler:
 
 
 @contextmanager
-def _own_span(span: Span | None) -> Iterator[None]:
+def own_span(span: Span | None) -> Iterator[None]:
     """Make ``span`` (ours, as none was recording) current while handlers run, then end it."""
     if span is None:
         yield

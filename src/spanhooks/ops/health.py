@@ -24,9 +24,8 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher
-from spanhooks._lazy import ProcessWide
-from spanhooks._metrics import (
+from spanhooks.callbacks.dispatch import Dispatcher
+from spanhooks.metrics.families import (
     HEALTH_ALERTS,
     HEALTH_CHECK_CRITICAL,
     HEALTH_CHECK_DURATION_SECONDS,
@@ -38,6 +37,7 @@ from spanhooks._metrics import (
     register_source,
 )
 from spanhooks.ops.polling import PollingManager
+from spanhooks.util.lazy import ProcessWide
 
 __all__ = [
     "Alert",

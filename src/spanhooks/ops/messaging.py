@@ -22,9 +22,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher, DispatchMode, Route
-from spanhooks._manager import CallbackManager
-from spanhooks._metrics import MESSAGES_HANDLED, counter, register_source
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, Route
+from spanhooks.callbacks.manager import CallbackManager
+from spanhooks.metrics.families import MESSAGES_HANDLED, counter, register_source
 from spanhooks.vocab.meeting import MEETING, MeetingEvent, MeetingEventType
 
 __all__ = [

@@ -26,10 +26,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher, DispatchMode, Registration, Route
-from spanhooks._lazy import ProcessWide
-from spanhooks._log import rate_limited
-from spanhooks._metrics import (
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, Registration, Route
+from spanhooks.metrics.families import (
     POLLING_RUN_DURATION_SECONDS,
     POLLING_RUNS,
     POLLING_TASK_STATE,
@@ -38,6 +36,8 @@ from spanhooks._metrics import (
     gauge,
     register_source,
 )
+from spanhooks.util.lazy import ProcessWide
+from spanhooks.util.log import rate_limited
 
 __all__ = ["PollingManager", "TaskState", "get_polling_manager", "register_polling_task"]
 

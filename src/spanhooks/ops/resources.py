@@ -27,10 +27,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher, Registration
-from spanhooks._lazy import ProcessWide
-from spanhooks._metrics import CLEANUPS, CLEANUPS_PENDING, counter, gauge, register_source
-from spanhooks._signals import add_termination_hook
+from spanhooks.callbacks.dispatch import Dispatcher, Registration
+from spanhooks.metrics.families import CLEANUPS, CLEANUPS_PENDING, counter, gauge, register_source
+from spanhooks.util.lazy import ProcessWide
+from spanhooks.util.signals import add_termination_hook
 
 __all__ = [
     "CleanupPriority",

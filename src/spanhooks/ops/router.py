@@ -22,9 +22,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher, DispatchMode, Route, is_async_callable
-from spanhooks._log import logger
-from spanhooks._metrics import ROUTER_EVENTS, counter, register_source
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, Route, is_async_callable
+from spanhooks.metrics.families import ROUTER_EVENTS, counter, register_source
+from spanhooks.util.log import logger
 
 __all__ = ["EventRouter"]
 

@@ -28,12 +28,11 @@ from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks._dispatch import Dispatcher
-from spanhooks._manager import CallbackManager
-from spanhooks._metrics import SESSIONS, gauge, register_source
-from spanhooks._setup import get_callback_manager
-from spanhooks._spans import live_context
-from spanhooks.ops.errors import _own_span
+from spanhooks.callbacks.dispatch import Dispatcher
+from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
+from spanhooks.metrics.families import SESSIONS, gauge, register_source
+from spanhooks.ops.errors import own_span
+from spanhooks.tracing.spans import live_context
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -242,7 +241,7 @@ class SessionState:
                 f"session {new.value}", context=ctx, attributes={"session.id": self.conversation_id}
             )
         span.add_event("session.status_change", attributes)
-        with _own_span(own):
+        with own_span(own):
             self._manager.trigger(
                 "on_state_change", user_id=self.user_id, old_state=old.value, new_state=new.value
             )

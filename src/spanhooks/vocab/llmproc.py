@@ -13,10 +13,10 @@ from typing import Any
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.trace import SpanKind
 
-from spanhooks._events import Bound, EventSet, end, point, start
+from spanhooks.events.spec import Bound, EventSet, end, point, start
 from spanhooks.vocab._genai import field, request_attributes, response_attributes
 
-__all__ = ["LLMPROC", "CallbackEvent"]
+__all__ = ["LLMPROC", "CallbackEvent", "LLMProcCallback"]
 
 
 class CallbackEvent(str, Enum):
@@ -142,3 +142,20 @@ LLMPROC = EventSet(
     ],
     enum=CallbackEvent,
 )
+
+
+class LLMProcCallback:
+    """Base for LLMProc-style class callbacks: one no-op method per :class:`CallbackEvent`.
+
+    Override any; the manager calls only the methods a subclass defines (also accepted without
+    the ``on_`` prefix, e.g. ``tool_start``). Methods may be sync or async.
+    """
+
+    def on_tool_start(self, tool_name: Any, tool_args: Any) -> Any: ...
+    def on_tool_end(self, tool_name: Any, result: Any) -> Any: ...
+    def on_response(self, text: Any) -> Any: ...
+    def on_api_request(self, payload_dict: Any) -> Any: ...
+    def on_api_response(self, response_obj: Any) -> Any: ...
+    def on_turn_start(self, process: Any) -> Any: ...
+    def on_turn_end(self, process: Any, response_obj: Any, tool_results: Any) -> Any: ...
+    def on_stderr_write(self, text: Any) -> Any: ...

@@ -16,8 +16,8 @@ from typing import Any
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.trace import SpanKind
 
-from spanhooks._context import CallContext
-from spanhooks._events import Bound, EventSet, end, point, start
+from spanhooks.events.spec import Bound, EventSet, end, point, start
+from spanhooks.tracing.context import CallContext
 from spanhooks.vocab import _genai
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "EvaluationEndEvent",
     "EvaluationStartEvent",
     "HyperparameterUpdateEvent",
+    "LogiLLMCallback",
     "ModuleEndEvent",
     "ModuleStartEvent",
     "OptimizationEndEvent",
@@ -318,3 +319,18 @@ LOGILLM = EventSet(
     ],
     enum=CallbackType,
 )
+
+
+class LogiLLMCallback:
+    """Base for LogiLLM's class callbacks: a no-op method per event, each given the typed event."""
+
+    def on_module_start(self, event: Any) -> Any: ...
+    def on_module_end(self, event: Any) -> Any: ...
+    def on_optimization_start(self, event: Any) -> Any: ...
+    def on_optimization_end(self, event: Any) -> Any: ...
+    def on_evaluation_start(self, event: Any) -> Any: ...
+    def on_evaluation_end(self, event: Any) -> Any: ...
+    def on_hyperparameter_update(self, event: Any) -> Any: ...
+    def on_provider_request(self, event: Any) -> Any: ...
+    def on_provider_response(self, event: Any) -> Any: ...
+    def on_provider_error(self, event: Any) -> Any: ...

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from spanhooks._events import Bound, EventSet, end, point, start
+from spanhooks.events.spec import Bound, EventSet, end, point, start
 
 __all__ = [
     "MEETING",
+    "MeetingCallback",
     "MeetingEndedEventData",
     "MeetingEvent",
     "MeetingEventType",
@@ -123,3 +124,15 @@ MEETING = EventSet(
     ],
     enum=MeetingEventType,
 )
+
+
+class MeetingCallback:
+    """Base for class callbacks of meeting events: one no-op method per event, each given the
+    :class:`MeetingEvent`."""
+
+    def on_meeting_started(self, event: Any) -> Any: ...
+    def on_meeting_ended(self, event: Any) -> Any: ...
+    def on_turn_changed(self, event: Any) -> Any: ...
+    def on_participant_joined(self, event: Any) -> Any: ...
+    def on_participant_left(self, event: Any) -> Any: ...
+    def on_timeout_occurred(self, event: Any) -> Any: ...

@@ -7,11 +7,13 @@ Message text is content and recorded only on opt-in.
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
-from spanhooks._events import Bound, EventSet, point
+from spanhooks.events.spec import Bound, EventSet, point
 
-__all__ = ["THEA"]
+__all__ = ["THEA", "TheaCallback"]
 
 _USER = {"user_id": "user.id"}
 
@@ -77,3 +79,14 @@ THEA = EventSet(
         ),
     ],
 )
+
+
+class TheaCallback:
+    """Base for class callbacks of Thea's events: one no-op method per event; override any."""
+
+    def on_message(self, user_id: Any, message: Any, timestamp: Any) -> Any: ...
+    def on_state_change(self, user_id: Any, old_state: Any, new_state: Any) -> Any: ...
+    def on_error(self, user_id: Any, error: Any, traceback: Any) -> Any: ...
+    def on_session_timeout(self, user_id: Any, session_id: Any) -> Any: ...
+    def on_intent_detected(self, user_id: Any, intent: Any, score: Any) -> Any: ...
+    def on_agent_delegated(self, user_id: Any, agent: Any, intent: Any) -> Any: ...

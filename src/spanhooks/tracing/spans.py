@@ -25,27 +25,24 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from spanhooks._attributes import (
+from spanhooks.events.spec import EventSpec, Phase
+from spanhooks.tracing.attributes import (
     AttributePolicy,
     error_description,
     exception_attributes,
     exception_type_name,
     safe_str,
 )
-from spanhooks._events import EventSpec, Phase
-from spanhooks._log import rate_limited
+from spanhooks.util.log import rate_limited
 
-__all__ = ["Frame", "OpenSpans", "SpanMapper", "event_set_of", "live_context"]
+__all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
 
 FRAME_KEY = otel_context.create_key("spanhooks-frame")
 # The key under which the API stores the current span, found once so that a frame's context is
 # built with one dict copy instead of two (set_span_in_context, then set_value).
 [_SPAN_KEY] = trace.set_span_in_context(trace.INVALID_SPAN, Context()).keys()
-SCOPE_PREFIX = "spanhooks."
-"""An event set's spans come from the tracer ``spanhooks.<set>``: the scope names the set."""
 ABANDONED_ATTRIBUTE = "spanhooks.abandoned"
 _ENDED = Context()  # an ended frame's context: it no longer makes anything current
 
@@ -102,13 +99,6 @@ class Frame:
             and self.spec.event_set == spec.event_set
             and (spec.key is None or self.key_value == key_value)
         )
-
-
-def event_set_of(span: ReadableSpan) -> str | None:
-    """The spanhooks event set a finished span belongs to, or None for other instrumentations."""
-    scope = span.instrumentation_scope
-    name = scope.name if scope is not None else ""
-    return name[len(SCOPE_PREFIX) :] if name.startswith(SCOPE_PREFIX) else None
 
 
 def live_context() -> tuple[Context, Frame | None]:

@@ -25,8 +25,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from spanhooks._manager import CallbackManager
-from spanhooks._spans import event_set_of
+from spanhooks.callbacks.manager import CallbackManager
+from spanhooks.events.scope import event_set_of
 from spanhooks.vocab.genai import GenAIEvent
 
 __all__ = ["ForeignSpanBridge"]

@@ -22,7 +22,7 @@ Bounds (the emitting thread is never blocked by an exporter and never sees its e
   returns: no lock, no I/O, no log call on the emit path;
 - ``force_flush(timeout_millis)`` returns within ``timeout_millis`` even while an export hangs
   (the flush goes on in the background and reports False);
-- ``shutdown()`` takes at most what is left of a :class:`~spanhooks._deadline.SharedDeadline`
+- ``shutdown()`` takes at most what is left of a :class:`~spanhooks.util.deadline.SharedDeadline`
   shared by every exporter, then abandons the export in progress (its worker is a daemon
   thread) and counts what was left as dropped ``shutdown``.
 """
@@ -45,10 +45,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client.core import Metric
 
-from spanhooks._deadline import SharedDeadline
-from spanhooks._forksafe import fork_safe_lock
-from spanhooks._log import logger, rate_limited
-from spanhooks._metrics import (
+from spanhooks.events.scope import event_set_of
+from spanhooks.metrics.families import (
     SPAN_DURATION_SECONDS,
     SPAN_EXPORT_FAILURES,
     SPANS_DROPPED,
@@ -60,7 +58,9 @@ from spanhooks._metrics import (
     gauge,
     register_source,
 )
-from spanhooks._spans import event_set_of
+from spanhooks.util.deadline import SharedDeadline
+from spanhooks.util.forksafe import fork_safe_lock
+from spanhooks.util.log import logger, rate_limited
 
 __all__ = [
     "DROP_REASONS",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spanhooks._forksafe import fork_safe_lock
+from spanhooks.util.forksafe import fork_safe_lock
 
 __all__ = ["MAX_LABEL_VALUES", "MAX_SERIES", "OTHER", "LabelLimiter", "SeriesLimiter"]
 

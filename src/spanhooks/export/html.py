@@ -12,7 +12,7 @@ import html
 import json
 from typing import Any
 
-from spanhooks._reader import SpanNode, SpanRecord, build_trees, format_duration
+from spanhooks.export.reader import SpanNode, SpanRecord, build_trees, format_duration
 
 __all__ = ["render_html"]
 

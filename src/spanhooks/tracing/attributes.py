@@ -30,9 +30,9 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from spanhooks._events import Bound, EventSpec, Phase
-from spanhooks._log import rate_limited
-from spanhooks._metrics import REDACTION_FAILURES, count_value, counter, register_source
+from spanhooks.events.spec import Bound, EventSpec, Phase
+from spanhooks.metrics.families import REDACTION_FAILURES, count_value, counter, register_source
+from spanhooks.util.log import rate_limited
 
 __all__ = [
     "REDACTED",
@@ -40,6 +40,7 @@ __all__ = [
     "AttributePolicy",
     "Redactor",
     "active_policy",
+    "capture_content_from_env",
     "coerce",
     "compile_redact_patterns",
     "error_description",
@@ -112,6 +113,15 @@ def compile_redact_patterns(
 
 
 _SCOPED_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
+
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_CAPTURE_VALUES = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event", "event_only"})
+
+
+def capture_content_from_env() -> bool:
+    """Whether the GenAI content-capture switch is on (``true`` or a ``SPAN_*`` mode)."""
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_VALUES
 
 
 def redact_pattern_from_env() -> re.Pattern[str] | None:

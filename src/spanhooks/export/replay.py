@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from spanhooks._reader import SpanRecord, read_spans
+from spanhooks.export.reader import SpanRecord, read_spans
 
 __all__ = ["records_to_spans", "replay"]
 

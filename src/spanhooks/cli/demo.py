@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from spanhooks._decorators import llm
-from spanhooks._manager import AbstractCallback, CallbackManager
+from spanhooks.callbacks.manager import AbstractCallback, CallbackManager
+from spanhooks.instrument.decorators import llm
 from spanhooks.ops import (
     CleanupPriority,
     ErrorContext,

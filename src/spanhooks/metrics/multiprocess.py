@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks._metrics import SpanhooksCollector
+from spanhooks.metrics.families import SpanhooksCollector
 
 __all__ = [
     "MULTIPROC_ENV",

@@ -19,9 +19,9 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from spanhooks._deadline import SharedDeadline
-from spanhooks._dispatch import Dispatcher, callable_name
-from spanhooks._log import rate_limited
+from spanhooks.callbacks.dispatch import Dispatcher, callable_name
+from spanhooks.util.deadline import SharedDeadline
+from spanhooks.util.log import rate_limited
 
 __all__ = ["CallbackSpanProcessor", "IsolatedSpanProcessor", "SpanCallbacks"]
 
@@ -33,7 +33,7 @@ class SpanCallbacks:
     """Callbacks on spans, filtered by name and attributes, keyed by phase ("start"/"end").
 
     Filters are compiled into the route when registering, so dispatch is the core's usual
-    loop. Thread-safe like :class:`~spanhooks._dispatch.Dispatcher`.
+    loop. Thread-safe like :class:`~spanhooks.callbacks.dispatch.Dispatcher`.
     """
 
     def __init__(self, dispatcher: Dispatcher[str]) -> None:

@@ -7,7 +7,7 @@ import logging
 import time
 import urllib.parse
 
-from spanhooks._forksafe import fork_safe_lock
+from spanhooks.util.forksafe import fork_safe_lock
 
 logger = logging.getLogger("spanhooks")
 

@@ -13,7 +13,7 @@ Names follow Prometheus conventions: the ``spanhooks_`` prefix, base units (seco
 for counters, and labels only from bounded sets (declared event names, registered components,
 enum values; never ids or free text). Labels the application names (callbacks, tasks,
 components, operations of other instrumentations' spans) are capped besides by
-:mod:`spanhooks._cardinality`: 1,000 values per label and 1,000 series per family, then
+:mod:`spanhooks.metrics.cardinality`: 1,000 values per label and 1,000 series per family, then
 ``other``.
 """
 
@@ -35,8 +35,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Exemplar, Sample
 
-from spanhooks._cardinality import MAX_LABEL_VALUES, MAX_SERIES, SeriesLimiter
-from spanhooks._forksafe import fork_safe_lock
+from spanhooks.metrics.cardinality import MAX_LABEL_VALUES, MAX_SERIES, SeriesLimiter
+from spanhooks.util.forksafe import fork_safe_lock
 
 __all__ = [
     "LATENCY_BUCKETS",

@@ -34,7 +34,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from spanhooks._manager import CallbackManager
+from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.vocab.genai import TIME_TO_FIRST_CHUNK, GenAIEvent
 
 __all__ = ["NamedDecorator", "agent", "instrument", "llm", "tool", "workflow"]
@@ -76,8 +76,6 @@ class _Plan:
         self.extra = extra
         self.model_param = model_param
         if manager is None:
-            from spanhooks._setup import get_callback_manager
-
             manager = get_callback_manager()
         self.manager = manager
         try:

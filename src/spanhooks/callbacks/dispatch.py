@@ -38,8 +38,8 @@ from typing import Any, Generic, TypeVar
 
 from opentelemetry.trace import Span
 
-from spanhooks._attributes import active_policy, exception_attributes
-from spanhooks._log import rate_limited
+from spanhooks.tracing.attributes import active_policy, exception_attributes
+from spanhooks.util.log import rate_limited
 
 __all__ = ["DispatchMode", "Dispatcher", "Priority", "Registration", "Route"]
 

@@ -16,9 +16,13 @@ import weakref
 from pathlib import Path
 from typing import IO, Any
 
-from spanhooks._attributes import AttributePolicy, redact_pattern_from_env
-from spanhooks._jsonl import _repair_torn_tail, dumps
-from spanhooks._manager import CallbackManager, capture_content_from_env
+from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
+from spanhooks.export.jsonl import _repair_torn_tail, dumps
+from spanhooks.tracing.attributes import (
+    AttributePolicy,
+    capture_content_from_env,
+    redact_pattern_from_env,
+)
 from spanhooks.vocab.logillm import LOGILLM
 
 __all__ = ["JSONLCallback", "register_jsonl_logger"]
@@ -129,8 +133,6 @@ def register_jsonl_logger(
 ) -> int:
     """Register a :class:`JSONLCallback` (on the process-wide manager by default); its id."""
     if manager is None:
-        from spanhooks._setup import get_callback_manager
-
         manager = get_callback_manager()
     callback = JSONLCallback(
         filepath,

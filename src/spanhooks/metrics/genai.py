@@ -26,15 +26,15 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 from prometheus_client.core import Metric
 
-from spanhooks._metrics import (
+from spanhooks._version import __version__
+from spanhooks.events.scope import event_set_of
+from spanhooks.metrics.families import (
     GEN_AI_OPERATION_DURATION,
     GEN_AI_TIME_TO_FIRST_CHUNK,
     GEN_AI_TOKEN_USAGE,
     BucketHistogram,
     register_source,
 )
-from spanhooks._spans import event_set_of
-from spanhooks._version import __version__
 
 __all__ = [
     "CLIENT_OPERATIONS",

@@ -11,15 +11,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spanhooks._log import safe_url
-from spanhooks._reader import build_trees, format_trees, read_spans
+from spanhooks.export.reader import build_trees, format_trees, read_spans
+from spanhooks.util.log import safe_url
 
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from spanhooks._demo import run_demo
-    from spanhooks._setup import get_callback_manager, setup
+    from spanhooks.cli.demo import run_demo
+    from spanhooks.lifecycle.setup import get_callback_manager, setup
 
     path = Path(args.output)
     if path.exists() and not args.append:
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 
     Exit flushes every finished span (atexit and SIGTERM hooks installed by ``setup``).
     """
-    from spanhooks._setup import setup
+    from spanhooks.lifecycle.setup import setup
 
     telemetry = setup()
     if telemetry.jsonl_path is not None:
@@ -96,7 +96,7 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from spanhooks._replay import replay
+    from spanhooks.export.replay import replay
 
     sent, failed = replay(args.file, args.endpoint, protocol=args.protocol)
     print(
@@ -107,7 +107,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _html(args: argparse.Namespace) -> int:
-    from spanhooks._html import render_html
+    from spanhooks.export.html import render_html
 
     result = read_spans(args.file)
     output = Path(args.output)

@@ -36,33 +36,41 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks._accounting import AccountedBatchProcessor, AccountedExporter, SpanMetricsProcessor
-from spanhooks._attributes import (
+from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
+from spanhooks.callbacks.processors import CallbackSpanProcessor, IsolatedSpanProcessor
+from spanhooks.export.accounting import (
+    AccountedBatchProcessor,
+    AccountedExporter,
+    SpanMetricsProcessor,
+)
+from spanhooks.export.jsonl import JsonlSpanExporter
+from spanhooks.instrument.foreign import ForeignSpanBridge
+from spanhooks.lifecycle import otlp
+from spanhooks.lifecycle.pipeline import Pipeline
+from spanhooks.metrics.families import install_collector
+from spanhooks.metrics.genai import GenAIMetricsProcessor
+from spanhooks.metrics.multiprocess import MultiprocessMirror, multiprocess_dir
+from spanhooks.metrics.multiprocess import registry as multiprocess_registry
+from spanhooks.metrics.server import MetricsServer, start_metrics_server
+from spanhooks.ops.health import get_health_monitor
+from spanhooks.tracing.attributes import (
     AttributePolicy,
     Redactor,
+    capture_content_from_env,
     redact_pattern_from_env,
     set_active_policy,
 )
-from spanhooks._context import attach_parent_from_env
-from spanhooks._deadline import SharedDeadline
-from spanhooks._foreign import ForeignSpanBridge
-from spanhooks._genai_metrics import GenAIMetricsProcessor
-from spanhooks._jsonl import JsonlSpanExporter
-from spanhooks._manager import CallbackManager, capture_content_from_env, env_flag
-from spanhooks._metrics import install_collector
-from spanhooks._multiprocess import MultiprocessMirror, multiprocess_dir
-from spanhooks._multiprocess import registry as multiprocess_registry
-from spanhooks._processors import CallbackSpanProcessor, IsolatedSpanProcessor
-from spanhooks._server import MetricsServer, start_metrics_server
-from spanhooks._signals import add_termination_hook, remove_termination_hook
+from spanhooks.tracing.context import attach_parent_from_env
+from spanhooks.util.deadline import SharedDeadline
+from spanhooks.util.env import env_flag, env_float, env_int
+from spanhooks.util.signals import add_termination_hook, remove_termination_hook
 
 __all__ = [
     "Telemetry",
@@ -76,21 +84,12 @@ __all__ = [
 
 logger = logging.getLogger("spanhooks")
 
-EXPORT_TIMEOUT = 3.0
-"""Seconds one OTLP export may take, retries included, unless the OTEL_* variables say."""
-
 SHUTDOWN_TIMEOUT = 3.0
 """Seconds shutdown (and so process exit) may wait for every exporter together."""
 
-_manager = CallbackManager()
 _lock = threading.Lock()
 _active: Telemetry | None = None
 _atexit_registered = False
-
-
-def get_callback_manager() -> CallbackManager:
-    """The process-wide manager that the module-level functions (``spanhooks.emit``...) use."""
-    return _manager
 
 
 @dataclass
@@ -113,7 +112,7 @@ class Telemetry:
     exporters: list[AccountedExporter] = field(default_factory=list)
     meter_provider: MeterProvider | None = None
     """The MeterProvider setup built for OTLP metric export, if it had to build one."""
-    pipeline: _Pipeline | None = None
+    pipeline: Pipeline | None = None
     """The one processor on the provider that holds all of the above."""
     policy: AttributePolicy | None = None
     """The manager's attribute policy before :func:`setup`, restored by :func:`uninstall`."""
@@ -231,13 +230,13 @@ def setup(
     with _lock:
         if _active is not None:
             return _active
-        target = manager or _manager
-        previous_policy = target._mapper.policy
+        target = manager or get_callback_manager()
+        previous_policy = target.attribute_policy
         policy = AttributePolicy(
             capture_content=capture_content_from_env()
             if capture_content is None
             else capture_content,
-            max_length=max_attribute_length or _env_int("SPANHOOKS_MAX_ATTRIBUTE_LENGTH", 4096),
+            max_length=max_attribute_length or env_int("SPANHOOKS_MAX_ATTRIBUTE_LENGTH", 4096),
             redactor=redactor,
             redact_patterns=tuple(redact_patterns)
             if redact_patterns is not None
@@ -253,7 +252,7 @@ def setup(
         telemetry = Telemetry(provider, target, None, None, owns_provider=owns)
         telemetry.policy, telemetry.active_policy = previous_policy, previous_active
         telemetry.shutdown_deadline = SharedDeadline(
-            shutdown_timeout or _env_float("SPANHOOKS_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)
+            shutdown_timeout or env_float("SPANHOOKS_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)
         )
         port = metrics_port if metrics_port is not None else _env_port()
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
@@ -267,7 +266,7 @@ def setup(
             install_collector(telemetry.registry)
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
-        if telemetry.registry is not None or _endpoint_configured(otlp_endpoint):
+        if telemetry.registry is not None or otlp.endpoint_configured(otlp_endpoint):
             _add(telemetry, _genai_metrics(telemetry, otlp_endpoint, otlp_protocol, otlp_timeout))
         telemetry.settings = {
             "service_name": service_name,
@@ -296,12 +295,14 @@ def setup(
             )
             telemetry.jsonl_path = exporter.path
             _add(telemetry, _accounted(telemetry, exporter, "jsonl"))
-        endpoint = otlp_endpoint or _env_endpoint()
+        endpoint = otlp_endpoint or otlp.env_endpoint()
         if endpoint:
             _add(
                 telemetry,
                 _accounted(
-                    telemetry, _otlp_exporter(otlp_endpoint, otlp_protocol, otlp_timeout), "otlp"
+                    telemetry,
+                    otlp.span_exporter(otlp_endpoint, otlp_protocol, otlp_timeout),
+                    "otlp",
                 ),
             )
             telemetry.otlp_endpoint = endpoint
@@ -341,41 +342,10 @@ def _provider(
     return provider, True
 
 
-class _Pipeline(SpanProcessor):
-    """spanhooks' processors as the one processor it adds to a TracerProvider.
-
-    The SDK cannot remove a processor from a provider; this one can be emptied, which is how
-    :func:`uninstall` leaves an application's own provider as it found it. The tuple is
-    replaced, never mutated, so the span path reads it without a lock.
-    """
-
-    def __init__(self) -> None:
-        self.processors: tuple[SpanProcessor, ...] = ()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for processor in self.processors:
-            processor.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        for processor in self.processors:
-            processor.on_end(span)
-
-    def shutdown(self) -> None:
-        for processor in self.processors:
-            try:
-                processor.shutdown()
-            except Exception:
-                logger.exception("shutting down %s failed", type(processor).__name__)
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        results = [processor.force_flush(timeout_millis) for processor in self.processors]
-        return all(results)  # every processor flushed, even after one failed
-
-
 def _add(telemetry: Telemetry, processor: SpanProcessor) -> None:
     assert telemetry.tracer_provider is not None
     if telemetry.pipeline is None:
-        telemetry.pipeline = _Pipeline()
+        telemetry.pipeline = Pipeline()
         telemetry.tracer_provider.add_span_processor(telemetry.pipeline)
     telemetry.pipeline.processors += (processor,)
     telemetry.processors.append(processor)
@@ -387,10 +357,6 @@ def _accounted(telemetry: Telemetry, exporter: SpanExporter, name: str) -> SpanP
     return AccountedBatchProcessor(accounted, telemetry.shutdown_deadline)
 
 
-def _endpoint_configured(explicit: str | None) -> bool:
-    return bool(explicit or _env_endpoint())
-
-
 def _genai_metrics(
     telemetry: Telemetry, endpoint: str | None, protocol: str | None, timeout: float | None
 ) -> GenAIMetricsProcessor:
@@ -399,11 +365,11 @@ def _genai_metrics(
     provider = metrics.get_meter_provider()
     if (
         not isinstance(provider, MeterProvider)
-        and _endpoint_configured(endpoint)
+        and otlp.endpoint_configured(endpoint)
         and os.environ.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none"
     ):
         assert telemetry.tracer_provider is not None
-        reader = PeriodicExportingMetricReader(_otlp_metric_exporter(endpoint, protocol, timeout))
+        reader = PeriodicExportingMetricReader(otlp.metric_exporter(endpoint, protocol, timeout))
         owned = MeterProvider(
             metric_readers=[reader],
             resource=telemetry.tracer_provider.resource,
@@ -420,130 +386,16 @@ def _genai_metrics(
 
 def _env_port() -> int | None:
     raw = os.environ.get("SPANHOOKS_METRICS_PORT")
-    return _env_int("SPANHOOKS_METRICS_PORT", 0) if raw else None
+    return env_int("SPANHOOKS_METRICS_PORT", 0) if raw else None
 
 
 def _health() -> dict[str, Any]:
-    from spanhooks.ops.health import get_health_monitor
-
     return get_health_monitor().get_health_status()
-
-
-def _env_endpoint() -> str | None:
-    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-
-
-def _otlp_exporter(
-    endpoint: str | None, protocol: str | None, timeout: float | None = None
-) -> SpanExporter:
-    """An OTLP exporter for ``protocol`` (``http/protobuf`` by default, or ``grpc``).
-
-    An explicit HTTP endpoint is a base URL, like ``OTEL_EXPORTER_OTLP_ENDPOINT``; the
-    ``/v1/traces`` path is added when missing. One export, the SDK's retries with backoff
-    included, gives up after ``timeout`` seconds (:data:`EXPORT_TIMEOUT` unless an
-    ``OTEL_EXPORTER_OTLP_*TIMEOUT`` variable is set; the SDK's own default is 10).
-    """
-    if timeout is None and not (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
-    ):
-        timeout = EXPORT_TIMEOUT
-    chosen = _otlp_protocol(protocol, "TRACES")
-    if chosen == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-
-        return (
-            GrpcExporter(endpoint=endpoint, timeout=timeout)
-            if endpoint
-            else GrpcExporter(timeout=timeout)
-        )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
-
-    if endpoint:
-        url = endpoint.rstrip("/")
-        return HttpExporter(
-            endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces", timeout=timeout
-        )
-    return HttpExporter(timeout=timeout)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        logger.warning("ignoring %s=%r: expected a positive number of seconds", name, raw)
-        return default
-    return value
-
-
-def _otlp_protocol(protocol: str | None, signal: str) -> str:
-    chosen = (
-        (
-            protocol
-            or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
-            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        )
-        .strip()
-        .lower()
-    )
-    if chosen not in ("grpc", "http/protobuf", "http"):
-        raise ValueError(f"unsupported OTLP protocol {chosen!r}: use 'http/protobuf' or 'grpc'")
-    return chosen
-
-
-def _otlp_metric_exporter(
-    endpoint: str | None, protocol: str | None, timeout: float | None
-) -> MetricExporter:
-    """An OTLP metric exporter, configured like :func:`_otlp_exporter` (``/v1/metrics``)."""
-    if timeout is None and not (
-        os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
-    ):
-        timeout = EXPORT_TIMEOUT
-    if _otlp_protocol(protocol, "METRICS") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        if endpoint:
-            return GrpcMetricExporter(endpoint=endpoint, timeout=timeout)
-        return GrpcMetricExporter(timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    if endpoint:
-        url = endpoint.rstrip("/").removesuffix("/v1/traces")
-        return HttpMetricExporter(endpoint=url + "/v1/metrics", timeout=timeout)
-    return HttpMetricExporter(timeout=timeout)
 
 
 def _env_patterns() -> tuple[re.Pattern[str], ...]:
     pattern = redact_pattern_from_env()
     return (pattern,) if pattern is not None else ()
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        logger.warning("ignoring %s=%r: expected an integer", name, raw)
-        return default
 
 
 def _register_atexit() -> None:

@@ -5,7 +5,7 @@ does no batching of its own. Two formats:
 
 - ``spanhooks``: one object per span (hex ids, parent, name, kind, times in ns and ISO-8601,
   duration, status, attributes, events, links, resource, scope, dropped counts), the
-  :class:`~spanhooks._reader.SpanRecord` schema;
+  :class:`~spanhooks.export.reader.SpanRecord` schema;
 - ``otlp``: one OTLP/JSON ``ExportTraceServiceRequest`` per export call, as the OpenTelemetry
   Collector's ``otlpjsonfile`` receiver reads it, so a file can be replayed into any backend.
 
@@ -36,8 +36,8 @@ from typing import IO, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from spanhooks._log import rate_limited
-from spanhooks._reader import (
+from spanhooks.events.scope import event_set_of
+from spanhooks.export.reader import (
     DroppedCounts,
     EventRecord,
     LinkRecord,
@@ -46,7 +46,7 @@ from spanhooks._reader import (
     SpanStatus,
     iso_time,
 )
-from spanhooks._spans import event_set_of
+from spanhooks.util.log import rate_limited
 
 if sys.platform != "win32":
     import fcntl

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from spanhooks import _setup
+from spanhooks.lifecycle import setup as _setup
 
 __all__ = ["ProcessTarget"]
 

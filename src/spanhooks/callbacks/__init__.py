@@ -1,0 +1,1 @@
+"""Registering and calling callbacks: the dispatch core, the event registry, the manager."""

@@ -1,0 +1,1 @@
+"""The spanhooks command and its demo."""

@@ -1,0 +1,1 @@
+"""Event declarations: an event's name, phase, arguments and how it maps to a span."""

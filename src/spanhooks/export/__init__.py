@@ -1,0 +1,1 @@
+"""Where finished spans go: the JSONL exporter and reader, accounting, replay, HTML pages."""

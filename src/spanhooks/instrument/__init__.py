@@ -1,0 +1,1 @@
+"""Traced calls from code not written against emit(): decorators and other instrumentations."""

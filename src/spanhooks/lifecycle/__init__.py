@@ -1,0 +1,1 @@
+"""Starting and stopping: setup(), its processors and OTLP exporters, exit, child processes."""

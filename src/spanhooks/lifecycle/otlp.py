@@ -1,0 +1,119 @@
+"""OTLP exporters for spans and metrics, configured by arguments or the ``OTEL_EXPORTER_OTLP_*``
+variables as the OpenTelemetry SDK reads them, with a shorter default timeout.
+
+Each protocol's exporter module is imported only when that protocol is chosen: the gRPC one
+pulls in grpcio, which an HTTP-only deployment should not pay for at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = [
+    "EXPORT_TIMEOUT",
+    "endpoint_configured",
+    "env_endpoint",
+    "metric_exporter",
+    "protocol_of",
+    "span_exporter",
+]
+
+EXPORT_TIMEOUT = 3.0
+"""Seconds one OTLP export may take, retries included, unless the OTEL_* variables say."""
+
+
+def env_endpoint() -> str | None:
+    """The OTLP traces endpoint the environment names, if any."""
+    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+
+
+def span_exporter(
+    endpoint: str | None, protocol: str | None, timeout: float | None = None
+) -> SpanExporter:
+    """An OTLP exporter for ``protocol`` (``http/protobuf`` by default, or ``grpc``).
+
+    An explicit HTTP endpoint is a base URL, like ``OTEL_EXPORTER_OTLP_ENDPOINT``; the
+    ``/v1/traces`` path is added when missing. One export, the SDK's retries with backoff
+    included, gives up after ``timeout`` seconds (:data:`EXPORT_TIMEOUT` unless an
+    ``OTEL_EXPORTER_OTLP_*TIMEOUT`` variable is set; the SDK's own default is 10).
+    """
+    if timeout is None and not (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    ):
+        timeout = EXPORT_TIMEOUT
+    chosen = protocol_of(protocol, "TRACES")
+    if chosen == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return (
+            GrpcExporter(endpoint=endpoint, timeout=timeout)
+            if endpoint
+            else GrpcExporter(timeout=timeout)
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    if endpoint:
+        url = endpoint.rstrip("/")
+        return HttpExporter(
+            endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces", timeout=timeout
+        )
+    return HttpExporter(timeout=timeout)
+
+
+def protocol_of(protocol: str | None, signal: str) -> str:
+    """The OTLP protocol for ``signal`` (``TRACES``, ``METRICS``); ValueError if unsupported."""
+    chosen = (
+        (
+            protocol
+            or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        .strip()
+        .lower()
+    )
+    if chosen not in ("grpc", "http/protobuf", "http"):
+        raise ValueError(f"unsupported OTLP protocol {chosen!r}: use 'http/protobuf' or 'grpc'")
+    return chosen
+
+
+def metric_exporter(
+    endpoint: str | None, protocol: str | None, timeout: float | None
+) -> MetricExporter:
+    """An OTLP metric exporter, configured like :func:`span_exporter` (``/v1/metrics``)."""
+    if timeout is None and not (
+        os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    ):
+        timeout = EXPORT_TIMEOUT
+    if protocol_of(protocol, "METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        if endpoint:
+            return GrpcMetricExporter(endpoint=endpoint, timeout=timeout)
+        return GrpcMetricExporter(timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    if endpoint:
+        url = endpoint.rstrip("/").removesuffix("/v1/traces")
+        return HttpMetricExporter(endpoint=url + "/v1/metrics", timeout=timeout)
+    return HttpMetricExporter(timeout=timeout)
+
+
+def endpoint_configured(explicit: str | None) -> bool:
+    """Whether spans go over OTLP: an endpoint given, or one in the environment."""
+    return bool(explicit or env_endpoint())

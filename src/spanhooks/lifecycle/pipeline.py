@@ -1,0 +1,45 @@
+"""The one span processor that ``setup()`` adds to a TracerProvider, holding all of spanhooks'.
+
+The SDK cannot remove a processor from a provider; this one can be emptied, which is how
+``uninstall()`` leaves an application's own provider as it found it.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from spanhooks.util.log import logger
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline(SpanProcessor):
+    """spanhooks' processors as the one processor it adds to a TracerProvider.
+
+    The SDK cannot remove a processor from a provider; this one can be emptied, which is how
+    :func:`uninstall` leaves an application's own provider as it found it. The tuple is
+    replaced, never mutated, so the span path reads it without a lock.
+    """
+
+    def __init__(self) -> None:
+        self.processors: tuple[SpanProcessor, ...] = ()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self.processors:
+            processor.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self.processors:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            try:
+                processor.shutdown()
+            except Exception:
+                logger.exception("shutting down %s failed", type(processor).__name__)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        results = [processor.force_flush(timeout_millis) for processor in self.processors]
+        return all(results)  # every processor flushed, even after one failed

@@ -1,0 +1,1 @@
+"""Prometheus metrics: families, label caps, scrape-time collection, GenAI metrics, /metrics."""

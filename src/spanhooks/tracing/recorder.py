@@ -1,0 +1,218 @@
+"""Recording an emit as span data: finding the tracer, then opening, ending or marking a span.
+
+The manager's emit calls :meth:`SpanRecorder.begin` before an event's callbacks run (a start
+opens its span, so callbacks run inside it; an end finds the span it closes; a point becomes a
+span event) and :meth:`SpanRecorder.finish` after them (an end's span is closed there). Neither
+raises: a failure to map an event is logged and the caller goes on.
+
+Threading: any thread may record. The tracer cache is replaced, never mutated, and a race
+between two first lookups only finds the same tracer twice; open spans live in the
+:class:`~spanhooks.tracing.spans.OpenSpans` registry, which locks only when it must evict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from contextvars import Token
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Tracer, TracerProvider
+
+from spanhooks._version import __version__
+from spanhooks.events.scope import scope_name
+from spanhooks.events.spec import EventSpec, Phase
+from spanhooks.tracing.attributes import AttributePolicy
+from spanhooks.tracing.context import CallContext
+from spanhooks.tracing.spans import Frame, OpenSpans, SpanMapper
+from spanhooks.util.log import rate_limited
+
+__all__ = ["RECHECK_SECONDS", "SpanRecorder", "bind"]
+
+RECHECK_SECONDS = 0.1
+"""While no tracer provider is set, how long the answer is trusted before asking again."""
+
+_START, _END = Phase.START, Phase.END  # module constants: enum attribute access is slow
+_UNTRACED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+Begun = tuple[Span | None, Frame | None, Token[Context] | None, str | None]
+"""What :meth:`SpanRecorder.begin` returns: span, frame to close, context token, call id."""
+
+
+class SpanRecorder:
+    """Maps emits onto spans through one tracer provider (explicit, or the global one).
+
+    ``tracer`` is None until a provider is known. With no explicit provider the global one is
+    looked up through the public API, which costs about a microsecond while none is set, so
+    emit asks :meth:`find_tracer` only once ``recheck_at`` (a ``time.monotonic`` reading) has
+    passed: a provider that other code sets is picked up within :data:`RECHECK_SECONDS`, and
+    :meth:`use_tracer_provider` (which ``setup()`` calls) makes it immediate.
+    """
+
+    def __init__(
+        self,
+        policy: AttributePolicy,
+        open_spans: OpenSpans,
+        tracer_provider: TracerProvider | None = None,
+        name: str = "spanhooks",
+    ) -> None:
+        self.name = name
+        self.mapper = SpanMapper(policy, open_spans)
+        self.tracer: Tracer | None = None
+        """The tracer spans go through, or None while tracing is not configured."""
+        self.recheck_at = 0.0
+        """When emit may next look for a provider (``time.monotonic`` seconds)."""
+        self._provider = tracer_provider
+        self._active_provider: TracerProvider | None = None
+        self._tracers: dict[str, Tracer] = {}
+
+    def find_tracer(self) -> Tracer | None:
+        """The tracer to use, or None while tracing is not configured."""
+        provider = self._provider
+        if provider is None:
+            provider = trace.get_tracer_provider()
+            if isinstance(provider, _UNTRACED):
+                self.recheck_at = time.monotonic() + RECHECK_SECONDS
+                return None
+        self._active_provider = provider
+        self.tracer = provider.get_tracer("spanhooks", __version__)
+        return self.tracer
+
+    @property
+    def provider(self) -> TracerProvider | None:
+        """The provider given explicitly, or None for the global one."""
+        return self._provider
+
+    def use_tracer_provider(self, provider: TracerProvider | None) -> None:
+        """Emit spans through ``provider`` (None: the global one) from the next emit on."""
+        self._provider = provider
+        self._tracers = {}
+        self.tracer = None
+        self.recheck_at = 0.0
+
+    def _tracer_for(self, event_set: str) -> Tracer:
+        """The tracer whose instrumentation scope names ``event_set`` (``spanhooks.<set>``)."""
+        tracer = self._tracers.get(event_set)
+        if tracer is None:
+            assert self._active_provider is not None  # set with self.tracer, before any span
+            tracer = self._active_provider.get_tracer(scope_name(event_set), __version__)
+            self._tracers = {**self._tracers, event_set: tracer}
+        return tracer
+
+    @property
+    def policy(self) -> AttributePolicy:
+        """What may be recorded (content capture, lengths, redaction)."""
+        return self.mapper.policy
+
+    @policy.setter
+    def policy(self, policy: AttributePolicy) -> None:
+        self.mapper.policy = policy
+
+    def begin(
+        self,
+        spec: EventSpec,
+        args: tuple[Any, ...],
+        bound: Mapping[str, Any],
+        call_id: object,
+    ) -> Begun:
+        """The span side of an emit, before its callbacks run.
+
+        Returns the span the event went to, the frame an end closes (closed by :meth:`finish`,
+        after the callbacks, which run inside the call's context), the token of that context
+        if it had to be attached, and the event's call id.
+        """
+        tracer = self._tracers.get(spec.event_set) or self._tracer_for(spec.event_set)
+        mapper = self.mapper
+        span: Span | None = None
+        frame: Frame | None = None
+        token: Token[Context] | None = None
+        new_id: str | None = None
+        phase = spec.phase
+        try:
+            if phase is _START:
+                opened = mapper.start(tracer, spec, bound)
+                if opened is not None:
+                    span, new_id = opened.span, opened.call_id
+            elif phase is _END:
+                current = otel_context.get_current()
+                frame = mapper.find(spec, bound, call_id, current)
+                if frame is not None:
+                    span, new_id = frame.span, frame.call_id
+                    if current is not frame.ctx:
+                        token = otel_context.attach(frame.ctx)
+            else:
+                point = mapper.point(tracer, spec, bound)
+                sc = point.get_span_context()
+                if sc.is_valid:
+                    span, new_id = point, "%016x" % sc.span_id  # noqa: UP031
+            if spec.payload_type is not None and span is not None:
+                _stamp_context(args[0], span)
+        except Exception as exc:  # instrumentation must not break the caller
+            self._failed("span mapping failed", spec, exc)
+        return span, frame, token, new_id
+
+    def finish(
+        self, spec: EventSpec, bound: Mapping[str, Any], frame: Frame, token: Token[Context] | None
+    ) -> None:
+        """The span side of an end after its callbacks: restore the context, close the span."""
+        try:
+            if token is not None:
+                otel_context.detach(token)
+            self.mapper.finish(frame, spec, bound)
+        except Exception as exc:
+            self._failed("closing span failed", spec, exc)
+
+    def _failed(self, what: str, spec: EventSpec, exc: Exception) -> None:
+        rate_limited.log(
+            logging.ERROR,
+            "span-mapping",
+            "%s: %s for %s: %r",
+            self.name,
+            what,
+            spec.name,
+            exc,
+            exc_info=exc,
+        )
+
+    def close_open_spans(self, reason: str) -> int:
+        """End every still-open span as abandoned; returns how many."""
+        return self.mapper.open.close_all(reason)
+
+    def stats(self) -> dict[str, int]:
+        """Ends without a start, spans closed as abandoned, and spans still open."""
+        open_spans = self.mapper.open
+        return {
+            "unmatched_ends": self.mapper.unmatched_ends,
+            "abandoned_spans": open_spans.abandoned,
+            "open_spans": len(open_spans),
+        }
+
+
+def bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """An emit's arguments by the names its spec declares; extra positionals as ``argN``."""
+    names = spec.args
+    bound = dict(zip(names, args))  # noqa: B905  (strict=False, as a keyword, doubles the cost)
+    if len(args) > len(names):
+        for index in range(len(names), len(args)):
+            bound[f"arg{index}"] = args[index]
+    if kwargs:
+        bound.update(kwargs)
+    return bound
+
+
+def _stamp_context(event: object, span: Span) -> None:
+    """Fill a typed event's ``context`` (LogiLLM's call ids) from its span."""
+    sc = span.get_span_context()
+    parent = getattr(span, "parent", None)
+    context = CallContext(
+        format(sc.span_id, "016x"),
+        format(parent.span_id, "016x") if parent is not None and parent.is_valid else None,
+        format(sc.trace_id, "032x"),
+    )
+    with contextlib.suppress(Exception):  # a frozen or slotted payload: ids are on the span
+        event.context = context  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Process helpers every stage uses: logging, defaults, fork-safe locks, deadlines, signals."""
