@@ -17,15 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from spanhooks.export.jsonl import JsonlSpanExporter
-from spanhooks.export.reader import (
-    EventRecord,
-    SpanNode,
-    SpanRecord,
-    build_trees,
-    format_duration,
-    format_trees,
-    read_spans,
-)
+from spanhooks.export.reader import EventRecord, SpanRecord, read_spans
+from spanhooks.export.trees import SpanNode, build_trees, format_duration, format_trees
 
 TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_B = "00f067aa0ba902b7a3ce929d0e0e4736"

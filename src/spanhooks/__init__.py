@@ -13,13 +13,15 @@ events and recorded exceptions in a trace, exported to JSONL and OTLP::
 """
 
 from spanhooks._version import __version__
-from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, DispatchObserver, Priority
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, DispatchObserver
 from spanhooks.callbacks.manager import CallbackManager, EventRecord, get_callback_manager
 from spanhooks.callbacks.processors import CallbackSpanProcessor, IsolatedSpanProcessor
+from spanhooks.callbacks.routes import Priority
 from spanhooks.events.spec import EventSet, EventSpec, Phase, end, point, start
 from spanhooks.export.jsonl import JsonlSpanExporter
 from spanhooks.export.logillm_jsonl import JSONLCallback, register_jsonl_logger
-from spanhooks.export.reader import SpanNode, build_trees, format_trees, read_spans
+from spanhooks.export.reader import read_spans
+from spanhooks.export.trees import SpanNode, build_trees, format_trees
 from spanhooks.instrument.decorators import agent, instrument, llm, tool, workflow
 from spanhooks.instrument.foreign import ForeignSpanBridge
 from spanhooks.lifecycle.processes import ProcessTarget

@@ -28,8 +28,9 @@ from prometheus_client.registry import CollectorRegistry
 
 import spanhooks
 from spanhooks import CallbackManager
-from spanhooks.callbacks.dispatch import MAX_DEPTH, callable_name
+from spanhooks.callbacks.dispatch import MAX_DEPTH
 from spanhooks.callbacks.processors import IsolatedSpanProcessor
+from spanhooks.callbacks.routes import callable_name
 from spanhooks.metrics.families import install_collector
 
 from ._proxy import FaultProxy, Sink

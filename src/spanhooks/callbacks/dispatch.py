@@ -1,8 +1,8 @@
 """The dispatch core: the one place that calls user callbacks.
 
-A :class:`Dispatcher` keeps, for each key (an event, an error context, a router event type),
-an immutable tuple of :class:`Route` objects sorted by priority. Registering rebuilds the tuple
-under a lock; dispatching reads it without one. Priorities, error isolation, per-callback
+A :class:`Dispatcher` is a :class:`~spanhooks.callbacks.routes.RouteTable` (for each key, an
+immutable tuple of routes sorted by priority, rebuilt under a lock when registering and read
+without one) that calls its routes. Priorities, error isolation, per-callback
 timeouts, sync/async bridging, result collection and recursion limits all live here, so every
 subsystem (event manager, error handler, router, session state, health alerts, messaging)
 behaves the same way.
@@ -22,45 +22,28 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import dataclasses
-import inspect
-import itertools
 import logging
-import os
-import queue
-import threading
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum, IntEnum
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from enum import Enum
+from typing import Any, TypeVar
 
 from opentelemetry.trace import Span
 
-from spanhooks.tracing.attributes import active_policy, exception_attributes
+from spanhooks.callbacks.routes import Registration, Route, RouteTable
+from spanhooks.callbacks.workers import on_worker, private_loop, worker_pool
+from spanhooks.tracing.attributes import active_policy
+from spanhooks.tracing.failures import exception_attributes
 from spanhooks.util.log import rate_limited
 
-__all__ = ["DispatchMode", "Dispatcher", "Priority", "Registration", "Route"]
+__all__ = ["MAX_DEPTH", "DispatchMode", "DispatchObserver", "Dispatcher"]
 
 K = TypeVar("K", bound=Hashable)
 
 MAX_DEPTH = 16
 """Nested dispatches (a callback that emits) beyond this depth are dropped and counted."""
 
-_ids = itertools.count(1)  # one id space for every dispatcher: an id names one registration
-
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("spanhooks_dispatch_depth", default=0)
-
-
-class Priority(IntEnum):
-    """Named priorities. Higher runs first; equal priorities keep registration order."""
-
-    LOWEST = -1000
-    LOW = -100
-    NORMAL = 0
-    HIGH = 100
-    HIGHEST = 1000
 
 
 class DispatchMode(Enum):
@@ -99,76 +82,7 @@ class DispatchObserver:
 _ALL, _COLLECT, _PIPE = DispatchMode.ALL, DispatchMode.COLLECT, DispatchMode.PIPE
 
 
-@dataclass(eq=False)
-class Registration:
-    """One registered callback: its id, priority, options and running counts.
-
-    Counts are updated without a lock for calls (approximate under heavy threading, exact
-    per thread) and under the dispatcher's lock for errors and timeouts (always exact).
-    """
-
-    id: int
-    callback: object
-    name: str
-    priority: int
-    seq: int
-    timeout: float | None
-    keys: frozenset[Hashable] | None
-    stats: bool = False
-    calls: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    total_seconds: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        """A plain-data summary, for listings and ``get_handler_stats``-style reports."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "priority": self.priority,
-            "timeout": self.timeout,
-            "keys": sorted(map(str, self.keys)) if self.keys is not None else None,
-            "calls": self.calls,
-            "errors": self.errors,
-            "timeouts": self.timeouts,
-            "avg_seconds": self.total_seconds / self.calls if self.calls else 0.0,
-            **self.meta,
-        }
-
-
-@dataclass(frozen=True, eq=False, slots=True)
-class Route:
-    """A registration compiled for one key: the exact callable and how to call it."""
-
-    fn: Callable[..., Any]
-    registration: Registration
-    passes_key: bool
-    """True for generic callbacks, called as ``fn(event, *args, **kwargs)``."""
-    is_async: bool
-    plain: bool
-    """Sync, no timeout, no stats: the fast path calls it inline."""
-
-
-def is_async_callable(fn: object) -> bool:
-    """True for coroutine functions, including ``functools.partial`` and ``__call__`` forms."""
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - instances with an async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-def callable_name(fn: object) -> str:
-    """A stable, bounded name for logs and metrics labels (never an id or a repr)."""
-    owner = getattr(fn, "__self__", None)
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    if owner is not None and not isinstance(owner, type):
-        name = f"{type(owner).__qualname__}.{getattr(fn, '__name__', name)}"
-    module = getattr(fn, "__module__", None) or type(fn).__module__
-    return f"{module}.{name}" if module and module != "builtins" else str(name)
-
-
-class Dispatcher(Generic[K]):
+class Dispatcher(RouteTable[K]):
     """Callbacks keyed by ``K``, each key's routes an immutable priority-sorted tuple.
 
     ``raise_errors`` re-raises a callback's exception after it is recorded (for tests);
@@ -185,77 +99,15 @@ class Dispatcher(Generic[K]):
         observer: DispatchObserver | None = None,
         lifo: bool = False,
     ) -> None:
-        _check_timeout(default_timeout)
-        self.name = name
+        super().__init__(name=name, default_timeout=default_timeout, lifo=lifo)
         self.timed = False
         """Time each dispatch and report it to ``observer.dispatched`` (for latency metrics)."""
-        self.lifo = lifo
-        """Equal priorities run newest first (cleanup order) instead of registration order."""
-        self.default_timeout = default_timeout
         self.raise_errors = raise_errors
         self.observer = observer or DispatchObserver()
-        self._lock = threading.RLock()
-        self._seq = itertools.count()
-        self._registrations: dict[int, tuple[Registration, dict[K, Route]]] = {}
-        self._routes: dict[K, tuple[Route, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.failures = 0
         self.timeouts = 0
         self.dropped = 0
-
-    # -- registration -------------------------------------------------------------------------
-
-    def add(
-        self,
-        callback: object,
-        targets: Mapping[K, Callable[..., Any]],
-        *,
-        passes_key: bool = False,
-        priority: int = Priority.NORMAL,
-        timeout: float | None = None,
-        name: str | None = None,
-        keys: Iterable[Hashable] | None = None,
-        stats: bool = False,
-        meta: Mapping[str, Any] | None = None,
-    ) -> Registration:
-        """Register ``callback`` as ``targets[key]`` for each key; returns its registration.
-
-        Everything about a route (async-ness, the fast path) is decided here, once.
-        """
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError(f"priority must be an int, got {priority!r}")
-        _check_timeout(timeout)
-        effective_timeout = timeout if timeout is not None else self.default_timeout
-        with self._lock:
-            registration = Registration(
-                id=next(_ids),
-                callback=callback,
-                name=name or callable_name(callback),
-                priority=int(priority),
-                seq=next(self._seq),
-                timeout=effective_timeout,
-                keys=frozenset(keys) if keys is not None else None,
-                stats=stats,
-                meta=dict(meta or {}),
-            )
-            routes = {
-                key: self._compile(fn, registration, passes_key) for key, fn in targets.items()
-            }
-            self._registrations[registration.id] = (registration, routes)
-            self._rebuild(routes)
-        return registration
-
-    def extend(self, registration_id: int, targets: Mapping[K, Callable[..., Any]]) -> None:
-        """Add routes for new keys to an existing registration (e.g. events declared later)."""
-        with self._lock:
-            entry = self._registrations.get(registration_id)
-            if entry is None:
-                return
-            registration, routes = entry
-            passes_key = next(iter(routes.values())).passes_key if routes else True
-            added = {k: self._compile(fn, registration, passes_key) for k, fn in targets.items()}
-            routes.update(added)
-            self._rebuild(added)
 
     def copy(self) -> Dispatcher[K]:
         """An independent dispatcher with the same options and registrations (counts reset)."""
@@ -266,83 +118,8 @@ class Dispatcher(Generic[K]):
             observer=self.observer,
             lifo=self.lifo,
         )
-        with self._lock:
-            for reg, routes in self._registrations.values():
-                clone = dataclasses.replace(
-                    reg, calls=0, errors=0, timeouts=0, total_seconds=0.0, meta=dict(reg.meta)
-                )
-                twin._registrations[clone.id] = (
-                    clone,
-                    {key: dataclasses.replace(r, registration=clone) for key, r in routes.items()},
-                )
-            twin._seq = itertools.count(
-                max((r.seq for r, _ in self._registrations.values()), default=0) + 1
-            )
-            twin._rebuild(key for _, routes in twin._registrations.values() for key in routes)
+        self.copy_routes_to(twin)
         return twin
-
-    def remove(self, registration_id: int) -> bool:
-        """Unregister by id; True if it was registered. Safe while other threads dispatch."""
-        with self._lock:
-            entry = self._registrations.pop(registration_id, None)
-            if entry is None:
-                return False
-            self._rebuild(entry[1])
-            return True
-
-    def clear(self) -> None:
-        """Remove every registration."""
-        with self._lock:
-            self._registrations.clear()
-            self._routes = {}
-
-    def registrations(self) -> list[Registration]:
-        """Current registrations in priority order (a snapshot)."""
-        with self._lock:
-            regs = [reg for reg, _ in self._registrations.values()]
-        return sorted(regs, key=lambda reg: _order(reg, self.lifo))
-
-    def get(self, registration_id: int) -> Registration | None:
-        entry = self._registrations.get(registration_id)
-        return entry[0] if entry else None
-
-    def routes(self, key: K) -> tuple[Route, ...]:
-        """The routes for ``key``: an immutable tuple, read without locking."""
-        return self._routes.get(key, ())
-
-    def routes_for(self, *keys: K) -> tuple[Route, ...]:
-        """The routes of several keys merged into one priority order (for one dispatch)."""
-        table = self._routes
-        merged = [route for key in keys for route in table.get(key, ())]
-        merged.sort(key=lambda r: _order(r.registration, self.lifo))
-        return tuple(merged)
-
-    @property
-    def table(self) -> Mapping[K, tuple[Route, ...]]:
-        """The whole key-to-routes table; replaced, never mutated, so it can be read freely."""
-        return self._routes
-
-    def _compile(self, fn: Callable[..., Any], reg: Registration, passes_key: bool) -> Route:
-        if not callable(fn):
-            raise TypeError(f"callback {reg.name} is not callable: {fn!r}")
-        is_async = is_async_callable(fn)
-        plain = not is_async and reg.timeout is None and not reg.stats
-        return Route(fn, reg, passes_key, is_async, plain)
-
-    def _rebuild(self, changed_keys: Iterable[K]) -> None:
-        table = dict(self._routes)
-        for key in set(changed_keys):
-            routes = [
-                routes_by_key[key]
-                for _, routes_by_key in self._registrations.values()
-                if key in routes_by_key
-            ]
-            routes.sort(key=lambda r: _order(r.registration, self.lifo))
-            if routes:
-                table[key] = tuple(routes)
-            else:
-                table.pop(key, None)
-        self._routes = table
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -460,10 +237,10 @@ class Dispatcher(Generic[K]):
                 return self._run_coroutine_from_sync(route, key, args, kwargs, span)
             if reg.timeout is not None:
                 call = _bind_call(route, key, args, kwargs)
-                if _on_worker():  # nested in a timed callback: its own timeout bounds us
+                if on_worker():  # nested in a timed callback: its own timeout bounds us
                     return call()
                 try:
-                    future = _worker_pool().submit(contextvars.copy_context().run, call)
+                    future = worker_pool().submit(contextvars.copy_context().run, call)
                 except RuntimeError:  # interpreter shutdown: no new threads; run it here
                     return call()
                 try:
@@ -487,7 +264,7 @@ class Dispatcher(Generic[K]):
             elif reg.timeout is not None:
                 loop = asyncio.get_running_loop()
                 ctx = contextvars.copy_context()
-                awaitable = loop.run_in_executor(_worker_pool(), ctx.run, call)
+                awaitable = loop.run_in_executor(worker_pool(), ctx.run, call)
             else:
                 return call()
             if reg.timeout is None:
@@ -529,7 +306,7 @@ class Dispatcher(Generic[K]):
         if timeout is not None:
             coro = asyncio.wait_for(coro, timeout)
         try:
-            return _private_loop().run_until_complete(coro)
+            return private_loop().run_until_complete(coro)
         except asyncio.TimeoutError:
             self._timed_out(route, key, span)
             return None
@@ -626,17 +403,6 @@ class Dispatcher(Generic[K]):
         return [] if mode is DispatchMode.COLLECT else None
 
 
-def _order(reg: Registration, lifo: bool = False) -> tuple[int, int]:
-    return (-reg.priority, -reg.seq if lifo else reg.seq)
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-
-
 def _bind_call(
     route: Route, key: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> Callable[[], Any]:
@@ -660,97 +426,3 @@ def _record_on_span(
     if exc is not None:
         attributes.update(exception_attributes(exc, active_policy(), stacktrace=False))
     span.add_event(event, attributes)
-
-
-# -- shared worker pool and private loops, re-created in a forked child ------------------------
-
-
-class _DaemonPool(concurrent.futures.Executor):
-    """Runs timed callbacks on at most ``max_workers`` daemon threads, started on demand.
-
-    Unlike ``ThreadPoolExecutor``, whose threads the interpreter joins at exit, a callback that
-    never returns here cannot keep the process alive. Idle workers are reused (a semaphore
-    counts them, as ``ThreadPoolExecutor`` does); work waits in a queue when all are busy.
-    """
-
-    def __init__(self, max_workers: int, prefix: str) -> None:
-        self._max_workers = max(1, max_workers)
-        self._prefix = prefix
-        self._work: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]
-        self._work = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
-        self._lock = threading.Lock()
-        self._threads = 0
-
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        if not self._idle.acquire(blocking=False):  # no idle worker: start one if allowed
-            with self._lock:
-                if self._threads < self._max_workers:
-                    # Raises RuntimeError at interpreter shutdown, before anything is queued.
-                    threading.Thread(
-                        target=self._worker, name=f"{self._prefix}-{self._threads}", daemon=True
-                    ).start()
-                    self._threads += 1
-        self._work.put((future, lambda: fn(*args, **kwargs)))
-        return future
-
-    def _worker(self) -> None:
-        _worker_state.active = True
-        while True:
-            future, call = self._work.get()
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = call()
-                except BaseException as exc:  # handed to the waiting caller, who re-raises it
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            del future, call
-            self._idle.release()
-
-
-_pool: _DaemonPool | None = None
-_pool_lock = threading.Lock()
-_local = threading.local()
-_worker_state = threading.local()
-
-
-def _on_worker() -> bool:
-    return getattr(_worker_state, "active", False)
-
-
-def _worker_pool() -> _DaemonPool:
-    """Threads that run callbacks with a timeout. A hung callback occupies one until it returns."""
-    global _pool
-    pool = _pool
-    if pool is None:
-        with _pool_lock:
-            if _pool is None:
-                workers = int(os.environ.get("SPANHOOKS_CALLBACK_WORKERS", "8"))
-                _pool = _DaemonPool(workers, "spanhooks-callback")
-            pool = _pool
-    return pool
-
-
-def _private_loop() -> asyncio.AbstractEventLoop:
-    """This thread's own event loop, for async callbacks dispatched where no loop runs."""
-    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
-        weakref.finalize(threading.current_thread(), loop.close)
-    return loop
-
-
-def _after_fork_in_child() -> None:
-    global _pool, _pool_lock, _local
-    _pool = None  # the parent's threads do not exist here
-    _pool_lock = threading.Lock()
-    _local = threading.local()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

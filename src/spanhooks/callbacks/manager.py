@@ -20,9 +20,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks.callbacks.dispatch import Dispatcher, DispatchObserver, Priority, Route
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchObserver
 from spanhooks.callbacks.processors import SpanCallbacks
 from spanhooks.callbacks.registry import EventRef, EventRegistry
+from spanhooks.callbacks.routes import Priority, Route
 from spanhooks.callbacks.stats import EventMetrics
 from spanhooks.events.spec import EventSet, EventSpec, Phase
 from spanhooks.tracing.attributes import (
@@ -56,6 +57,11 @@ class EventRecord:
 
 class CallbackManager:
     """Registers callbacks and emits events; every event also becomes OpenTelemetry data.
+
+    Longer than one job's class on purpose: it is the seeds' whole calling surface (their
+    register, on, trigger, add_callback, enable, history... spellings), and most methods are a
+    docstring over one delegating line; the work is in the registry, recorder and metrics.
+    ``emit`` and ``emit_async`` stay here as the hot path that joins the three.
 
     One manager can serve every seed style at once::
 
@@ -97,7 +103,8 @@ class CallbackManager:
                 f"max_attribute_length must be an int >= 16, got {max_attribute_length!r}"
             )
         self.name = name
-        self._enabled = env_flag("SPANHOOKS_ENABLED", True) if enabled is None else bool(enabled)
+        self.enabled = env_flag("SPANHOOKS_ENABLED", True) if enabled is None else bool(enabled)
+        """Read by every emit; switched by :meth:`enable` and :meth:`disable`."""
         self._history: deque[EventRecord] | None = (
             deque(maxlen=history_size) if history_size else None
         )
@@ -246,14 +253,14 @@ class CallbackManager:
 
     def enable(self) -> None:
         """Resume emitting (events emitted while disabled are gone, not queued)."""
-        self._enabled = True
+        self.enabled = True
 
     def disable(self) -> None:
         """Make :meth:`emit` return at once: no callbacks, no spans, near-zero cost."""
-        self._enabled = False
+        self.enabled = False
 
     def is_enabled(self) -> bool:
-        return self._enabled
+        return self.enabled
 
     @property
     def raise_errors(self) -> bool:
@@ -341,7 +348,7 @@ class CallbackManager:
         event, ``call_id`` picks the call to close; otherwise the innermost open call of that
         kind in the current context is closed. Returns the call id for start events.
         """
-        if not self._enabled:
+        if not self.enabled:
             return None
         try:  # the steps of _target(), inlined: this is the hot path
             spec = self._registry.specs[event]
@@ -389,7 +396,7 @@ class CallbackManager:
         **kwargs: Any,
     ) -> str | None:
         """Like :meth:`emit`, awaiting async callbacks; ``concurrent`` runs them all at once."""
-        if not self._enabled:
+        if not self.enabled:
             return None
         target = self._target(event, args)
         if target is None:
@@ -426,7 +433,7 @@ class CallbackManager:
         made (see :class:`~spanhooks.ForeignSpanBridge`): ``span`` is what callback failures are
         recorded on. Counted like :meth:`emit`; never raises unless ``raise_errors`` is set.
         """
-        if not self._enabled:
+        if not self.enabled:
             return
         target = self._target(event, args)
         if target is None:

@@ -19,7 +19,8 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from spanhooks.callbacks.dispatch import Dispatcher, callable_name
+from spanhooks.callbacks.dispatch import Dispatcher
+from spanhooks.callbacks.routes import callable_name
 from spanhooks.util.deadline import SharedDeadline
 from spanhooks.util.log import rate_limited
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any, cast
 
-from spanhooks.callbacks.dispatch import Dispatcher, Priority, Registration
+from spanhooks.callbacks.dispatch import Dispatcher
+from spanhooks.callbacks.routes import Priority, Registration
 from spanhooks.events.spec import EventSet, EventSpec, unknown_event_message
 from spanhooks.util.log import rate_limited
 from spanhooks.vocab import AbstractCallback

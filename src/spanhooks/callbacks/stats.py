@@ -14,8 +14,9 @@ from typing import Any
 from opentelemetry.trace import Span
 from prometheus_client.core import Metric
 
-from spanhooks.callbacks.dispatch import Dispatcher, DispatchObserver, Registration
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchObserver
 from spanhooks.callbacks.registry import EventRegistry
+from spanhooks.callbacks.routes import Registration
 from spanhooks.events.spec import EventSpec
 from spanhooks.metrics.families import (
     CALLBACK_DURATION_SECONDS,

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spanhooks.export.reader import build_trees, format_trees, read_spans
+from spanhooks.export.reader import read_spans
+from spanhooks.export.trees import build_trees, format_trees
 from spanhooks.util.log import safe_url
 
 __all__ = ["main"]

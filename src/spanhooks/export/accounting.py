@@ -144,16 +144,6 @@ class DropLog:
         return True
 
 
-def _requests_session_owner(exporter: SpanExporter) -> Any | None:
-    """The object holding an OTLP/HTTP exporter's ``requests`` session, or None: the exporter
-    itself in older SDK releases, its client's transport in newer ones (both private layouts)."""
-    transport = getattr(getattr(exporter, "_client", None), "_transport", None)
-    for owner in (exporter, transport):
-        if type(getattr(owner, "_session", None)).__name__ == "Session":
-            return owner
-    return None
-
-
 class AccountedExporter(SpanExporter):
     """Counts what an exporter did with each span; the counts are lock-free (itertools.count).
 
@@ -168,11 +158,6 @@ class AccountedExporter(SpanExporter):
         self._reset_counts()
         self.processor: AccountedBatchProcessor | None = None
         register_source(self)
-        if _requests_session_owner(inner) is not None:
-            # requests imports netrc inside its first request. A fork while the parent's export
-            # thread holds that module's import lock leaves the lock held in the child forever,
-            # and the child's own first export then waits on it until its exit deadline.
-            import netrc  # noqa: F401
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
 
@@ -192,20 +177,9 @@ class AccountedExporter(SpanExporter):
 
     def _after_fork(self) -> None:
         """In a forked child: count afresh, since the SDK empties the inherited queue there
-        (the parent's spans are the parent's to export), and give the OTLP/HTTP exporter a
-        session of its own. The inherited one shares the parent's sockets, and its pool lock
-        may be held by the parent's export thread, which does not exist in the child."""
+        (the parent's spans are the parent's to export). The OTLP/HTTP exporter's connection
+        pools are renewed by its own session (``lifecycle.http_session.ForkSafeSession``)."""
         self._reset_counts()
-        owner = _requests_session_owner(self.inner)
-        if owner is not None:
-            import requests
-
-            inherited, fresh = owner._session, requests.Session()
-            # Copy settings only: never touch the inherited session's pools or their locks.
-            fresh.headers.update(inherited.headers)
-            fresh.verify, fresh.cert = inherited.verify, inherited.cert
-            fresh.proxies, fresh.trust_env = inherited.proxies, inherited.trust_env
-            owner._session = fresh
 
     def handed(self) -> None:
         next(self._handed)

@@ -12,7 +12,8 @@ import html
 import json
 from typing import Any
 
-from spanhooks.export.reader import SpanNode, SpanRecord, build_trees, format_duration
+from spanhooks.export.reader import SpanRecord
+from spanhooks.export.trees import SpanNode, build_trees, format_duration
 
 __all__ = ["render_html"]
 

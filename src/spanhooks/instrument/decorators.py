@@ -179,7 +179,7 @@ def _wrap(fn: F, plan: _Plan) -> F:
 
         @functools.wraps(fn)
         async def call_async(*args: Any, **kwargs: Any) -> Any:
-            if not manager._enabled:
+            if not manager.enabled:
                 return await fn(*args, **kwargs)
             caller = otel_context.get_current()
             start_args = _open(plan, args, kwargs)
@@ -199,7 +199,7 @@ def _wrap(fn: F, plan: _Plan) -> F:
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        if not manager._enabled:
+        if not manager.enabled:
             return fn(*args, **kwargs)
         caller = otel_context.get_current()
         start_args = _open(plan, args, kwargs)
@@ -226,7 +226,7 @@ def _wrap_generator(
     @functools.wraps(fn)
     def stream(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         inner = fn(*args, **kwargs)
-        if not manager._enabled:
+        if not manager.enabled:
             return (yield from inner)
         caller = otel_context.get_current()
         start_args = _open(plan, args, kwargs)
@@ -279,7 +279,7 @@ def _wrap_async_generator(
     @functools.wraps(fn)
     async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         inner = fn(*args, **kwargs)
-        if not manager._enabled:
+        if not manager.enabled:
             async for item in inner:
                 yield item
             return

@@ -8,9 +8,13 @@ pulls in grpcio, which an HTTP-only deployment should not pay for at start-up.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = [
     "EXPORT_TIMEOUT",
@@ -65,9 +69,11 @@ def span_exporter(
     if endpoint:
         url = endpoint.rstrip("/")
         return HttpExporter(
-            endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces", timeout=timeout
+            endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces",
+            timeout=timeout,
+            session=_session("TRACES"),
         )
-    return HttpExporter(timeout=timeout)
+    return HttpExporter(timeout=timeout, session=_session("TRACES"))
 
 
 def protocol_of(protocol: str | None, signal: str) -> str:
@@ -110,8 +116,23 @@ def metric_exporter(
 
     if endpoint:
         url = endpoint.rstrip("/").removesuffix("/v1/traces")
-        return HttpMetricExporter(endpoint=url + "/v1/metrics", timeout=timeout)
-    return HttpMetricExporter(timeout=timeout)
+        return HttpMetricExporter(
+            endpoint=url + "/v1/metrics", timeout=timeout, session=_session("METRICS")
+        )
+    return HttpMetricExporter(timeout=timeout, session=_session("METRICS"))
+
+
+def _session(signal: str) -> requests.Session | None:
+    """A :class:`ForkSafeSession` for an OTLP/HTTP exporter, unless the environment names a
+    credential provider (``OTEL_PYTHON_EXPORTER_OTLP_HTTP_[signal_]CREDENTIAL_PROVIDER``), whose
+    own session the exporter then loads."""
+    if os.environ.get(f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{signal}_CREDENTIAL_PROVIDER") or (
+        os.environ.get("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER")
+    ):
+        return None
+    from spanhooks.lifecycle.http_session import ForkSafeSession
+
+    return ForkSafeSession()
 
 
 def endpoint_configured(explicit: str | None) -> bool:

@@ -31,15 +31,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks.callbacks.dispatch import Dispatcher, Route
+from spanhooks.callbacks.dispatch import Dispatcher
+from spanhooks.callbacks.routes import Route
 from spanhooks.metrics.families import ERRORS, counter, register_source
-from spanhooks.tracing.attributes import (
-    active_policy,
-    error_description,
-    exception_attributes,
-    exception_type_name,
-    safe_str,
-)
+from spanhooks.tracing.attributes import active_policy, safe_str
+from spanhooks.tracing.failures import error_description, exception_attributes, exception_type_name
 from spanhooks.tracing.spans import live_context
 from spanhooks.util.lazy import ProcessWide
 

@@ -22,8 +22,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, Route
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode
 from spanhooks.callbacks.manager import CallbackManager
+from spanhooks.callbacks.routes import Route
 from spanhooks.metrics.families import MESSAGES_HANDLED, counter, register_source
 from spanhooks.vocab.meeting import MEETING, MeetingEvent, MeetingEventType
 

@@ -26,7 +26,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, Registration, Route
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode
+from spanhooks.callbacks.routes import Registration, Route
 from spanhooks.metrics.families import (
     POLLING_RUN_DURATION_SECONDS,
     POLLING_RUNS,

@@ -27,7 +27,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
-from spanhooks.callbacks.dispatch import Dispatcher, Registration
+from spanhooks.callbacks.dispatch import Dispatcher
+from spanhooks.callbacks.routes import Registration
 from spanhooks.metrics.families import CLEANUPS, CLEANUPS_PENDING, counter, gauge, register_source
 from spanhooks.util.lazy import ProcessWide
 from spanhooks.util.signals import add_termination_hook

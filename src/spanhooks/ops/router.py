@@ -22,7 +22,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from prometheus_client.core import Metric
 
-from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, Route, is_async_callable
+from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode
+from spanhooks.callbacks.routes import Route, is_async_callable
 from spanhooks.metrics.families import ROUTER_EVENTS, counter, register_source
 from spanhooks.util.log import logger
 

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import re
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -43,14 +42,12 @@ __all__ = [
     "capture_content_from_env",
     "coerce",
     "compile_redact_patterns",
-    "error_description",
-    "exception_attributes",
-    "exception_type_name",
     "redact_pattern_from_env",
     "redaction_failures_total",
     "safe_str",
     "set_active_policy",
     "to_json",
+    "truncate",
 ]
 
 AttributeValue = str | bool | int | float | tuple[str, ...] | tuple[int, ...] | tuple[float, ...]
@@ -338,7 +335,7 @@ def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
     if isinstance(value, str):  # the common case first
         if policy._pattern is not None:
             value = policy._pattern.sub(REDACTED, value)
-        return _truncate(value, policy.max_length)
+        return truncate(value, policy.max_length)
     if value is None:
         return None
     if isinstance(value, bool):
@@ -352,7 +349,7 @@ def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, datetime.date | datetime.time):
-        return _truncate(value.isoformat(), policy.max_length)
+        return truncate(value.isoformat(), policy.max_length)
     if isinstance(value, list | tuple) and value and len(value) <= 128:
         homogeneous = _primitive_sequence(value, policy)
         if homogeneous is not None:
@@ -361,7 +358,7 @@ def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
         is_dataclass(value) and not isinstance(value, type)
     ):
         return to_json(value, policy)
-    return _truncate(policy.scrub(safe_str(value)), policy.max_length)
+    return truncate(policy.scrub(safe_str(value)), policy.max_length)
 
 
 def _primitive_sequence(
@@ -372,7 +369,7 @@ def _primitive_sequence(
         return None
     if first is str:
         limit = policy.max_length
-        return tuple(_truncate(policy.scrub(item), limit) for item in value)
+        return tuple(truncate(policy.scrub(item), limit) for item in value)
     if first is float and not all(math.isfinite(item) for item in value):
         return None
     if first is int and not all(_INT64_MIN <= item <= _INT64_MAX for item in value):
@@ -387,54 +384,14 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 def _big_int(value: int, limit: int) -> str:
     """An int beyond int64 as text (``str`` itself refuses past 4,300 digits)."""
     try:
-        return _truncate(str(value), limit)
+        return truncate(str(value), limit)
     except ValueError:
         return f"<int of {value.bit_length()} bits>"
 
 
-def _truncate(text: str, limit: int) -> str:
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when it was cut."""
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
-
-
-def _tail(text: str, limit: int) -> str:
-    """The end of a stack trace, where the failing frame and the message are."""
-    return text if len(text) <= limit else "…" + text[len(text) - limit + 1 :]
-
-
-def exception_attributes(
-    error: BaseException, policy: AttributePolicy, *, stacktrace: bool = True
-) -> dict[str, str]:
-    """OpenTelemetry's ``exception.*`` attributes for ``error``, scrubbed by the policy's
-    ``redact_patterns`` and bounded by its length limit. Never raises, even for an exception
-    whose ``__str__`` does: everything spanhooks records about a failure goes through here."""
-    attributes = {
-        "exception.type": exception_type_name(error),
-        "exception.message": _truncate(policy.scrub(safe_str(error)), policy.max_length),
-    }
-    if stacktrace:
-        attributes["exception.stacktrace"] = _tail(
-            policy.scrub(_stack_trace(error)), policy.max_length
-        )
-    return attributes
-
-
-def exception_type_name(error: BaseException) -> str:
-    """``ValueError`` for built-ins, ``package.module.Class`` otherwise (OTel ``error.type``)."""
-    kind = type(error)
-    module, qualname = kind.__module__, kind.__qualname__
-    return f"{module}.{qualname}" if module and module != "builtins" else qualname
-
-
-def error_description(error: BaseException, policy: AttributePolicy) -> str:
-    """A span status description for ``error``: ``Kind: message``, scrubbed, at most 1024."""
-    return f"{type(error).__name__}: {policy.scrub(safe_str(error))}"[:1024]
-
-
-def _stack_trace(error: BaseException) -> str:
-    try:
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except Exception:
-        return type(error).__qualname__
 
 
 # What spanhooks records outside an event's own attributes (callback failures, handled errors)

@@ -28,13 +28,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from spanhooks.events.spec import EventSpec, Phase
-from spanhooks.tracing.attributes import (
-    AttributePolicy,
-    error_description,
-    exception_attributes,
-    exception_type_name,
-    safe_str,
-)
+from spanhooks.tracing.attributes import AttributePolicy, safe_str
+from spanhooks.tracing.failures import error_description, exception_attributes, exception_type_name
 from spanhooks.util.log import rate_limited
 
 __all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
