@@ -130,6 +130,53 @@ def test_setup_attaches_to_the_provider_the_application_already_set(tmp_path: Pa
     assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1
 
 
+def test_a_provider_the_application_sets_after_the_first_emits_gets_the_spans_that_follow(
+    tmp_path: Path,
+) -> None:
+    run(
+        tmp_path,
+        """
+        import time
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from spanhooks.tracing.recorder import RECHECK_SECONDS
+
+        seen = []
+        spanhooks.register(CallbackEvent.RESPONSE, seen.append)
+        spanhooks.emit(CallbackEvent.RESPONSE, "untraced")  # no provider yet: callbacks only
+        mine = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(mine))
+        trace.set_tracer_provider(provider)
+        deadline = time.monotonic() + 50 * RECHECK_SECONDS  # the watch looks every RECHECK_SECONDS
+        while not mine.get_finished_spans() and time.monotonic() < deadline:
+            spanhooks.emit(CallbackEvent.RESPONSE, "traced")
+            time.sleep(RECHECK_SECONDS / 10)
+        assert seen[0] == "untraced" and set(seen[1:]) == {"traced"}
+        assert [s.name for s in mine.get_finished_spans()] == ["response"]
+        """,
+    )
+
+
+def test_emitting_with_no_provider_ever_set_runs_callbacks_and_exports_nothing(
+    tmp_path: Path,
+) -> None:
+    run(
+        tmp_path,
+        """
+        seen = []
+        spanhooks.register(CallbackEvent.RESPONSE, seen.append)
+        for _ in range(3):
+            spanhooks.emit(CallbackEvent.RESPONSE, "x")
+        assert seen == ["x", "x", "x"]
+        assert spanhooks.get_callback_manager().stats()["open_spans"] == 0
+        """,
+    )
+    assert not (tmp_path / "spanhooks-traces.jsonl").exists()
+
+
 def test_a_running_process_file_is_current_within_the_flush_interval(tmp_path: Path) -> None:
     script = tmp_path / "long.py"
     script.write_text(

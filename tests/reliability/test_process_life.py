@@ -558,7 +558,9 @@ def test_nan_and_infinite_values_stay_valid_json_end_to_end(tmp_path: Path, sink
 
 # -- a long-running process's file is current within the flush interval ----------------------
 
-DEFAULT_SCHEDULE_DELAY_S = 5.0  # OTEL_BSP_SCHEDULE_DELAY's default, documented in _setup.py
+DEFAULT_SCHEDULE_DELAY_S = (
+    5.0  # OTEL_BSP_SCHEDULE_DELAY's default, documented in lifecycle/setup.py
+)
 
 
 @pytest.mark.slow

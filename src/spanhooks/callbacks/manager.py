@@ -31,7 +31,7 @@ from spanhooks.tracing.attributes import (
     capture_content_from_env,
     redact_pattern_from_env,
 )
-from spanhooks.tracing.recorder import SpanRecorder, bind
+from spanhooks.tracing.recorder import PROVIDER_WATCH, SpanRecorder, bind
 from spanhooks.tracing.spans import OpenSpans
 from spanhooks.util.env import env_flag
 from spanhooks.vocab import BUILTIN_EVENT_SETS, AbstractCallback
@@ -41,7 +41,7 @@ __all__ = ["AbstractCallback", "CallbackManager", "EventRecord", "get_callback_m
 F = TypeVar("F", bound=Callable[..., Any])
 
 _START = Phase.START  # a module constant: enum attribute access is slow
-_monotonic = time.monotonic
+_watch = PROVIDER_WATCH  # module global: one load on the emit path
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,7 @@ class CallbackManager:
         routes = self._dispatcher.table.get(spec, ())
         recorder = self._recorder
         tracer = recorder.tracer
-        if tracer is None and _monotonic() >= recorder.recheck_at:
+        if tracer is None and _watch.maybe_set:
             tracer = recorder.find_tracer()
         if tracer is None:
             if routes:
@@ -465,7 +465,7 @@ class CallbackManager:
             next(counts[spec])
         recorder = self._recorder
         traced = recorder.tracer is not None or (
-            _monotonic() >= recorder.recheck_at and recorder.find_tracer() is not None
+            _watch.maybe_set and recorder.find_tracer() is not None
         )
         return spec, args, self._dispatcher.table.get(spec, ()), traced
 

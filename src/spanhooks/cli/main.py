@@ -1,6 +1,9 @@
 """The ``spanhooks`` command: ``demo`` runs the simulated agent, ``run`` runs a program with
 spanhooks set up from the environment, ``view`` prints a trace file, ``replay`` sends one to an
-OTLP endpoint, ``html`` draws one as a waterfall page."""
+OTLP endpoint, ``html`` draws one as a waterfall page.
+
+The demo, replay and HTML modules are imported by their subcommands only: the others never
+load them (replay brings in the OTLP exporters and their protocol libraries)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from spanhooks.callbacks.manager import get_callback_manager
 from spanhooks.export.reader import read_spans
 from spanhooks.export.trees import build_trees, format_trees
+from spanhooks.lifecycle.setup import setup
 from spanhooks.util.log import safe_url
 
 __all__ = ["main"]
@@ -20,7 +25,6 @@ __all__ = ["main"]
 
 def _demo(args: argparse.Namespace) -> int:
     from spanhooks.cli.demo import run_demo
-    from spanhooks.lifecycle.setup import get_callback_manager, setup
 
     path = Path(args.output)
     if path.exists() and not args.append:
@@ -55,7 +59,6 @@ def _run(args: argparse.Namespace) -> int:
 
     Exit flushes every finished span (atexit and SIGTERM hooks installed by ``setup``).
     """
-    from spanhooks.lifecycle.setup import setup
 
     telemetry = setup()
     if telemetry.jsonl_path is not None:

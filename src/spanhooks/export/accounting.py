@@ -33,10 +33,8 @@ import functools
 import inspect
 import itertools
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -59,7 +57,7 @@ from spanhooks.metrics.families import (
     register_source,
 )
 from spanhooks.util.deadline import SharedDeadline
-from spanhooks.util.forksafe import fork_safe_lock
+from spanhooks.util.forksafe import fork_safe_lock, renew_in_child
 from spanhooks.util.log import logger, rate_limited
 
 __all__ = [
@@ -158,15 +156,7 @@ class AccountedExporter(SpanExporter):
         self._reset_counts()
         self.processor: AccountedBatchProcessor | None = None
         register_source(self)
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_in_child() -> None:
-                exporter = ref()
-                if exporter is not None:
-                    exporter._after_fork()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        renew_in_child(self)
 
     def _reset_counts(self) -> None:
         self._handed = itertools.count()
@@ -175,7 +165,7 @@ class AccountedExporter(SpanExporter):
         self._failed = itertools.count()
         self._late = itertools.count()
 
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: count afresh, since the SDK empties the inherited queue there
         (the parent's spans are the parent's to export). The OTLP/HTTP exporter's connection
         pools are renewed by its own session (``lifecycle.http_session.ForkSafeSession``)."""

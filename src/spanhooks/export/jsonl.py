@@ -27,7 +27,6 @@ import os
 import stat
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
 from io import FileIO
 from pathlib import Path
@@ -46,6 +45,7 @@ from spanhooks.export.reader import (
     SpanStatus,
     iso_time,
 )
+from spanhooks.util.forksafe import renew_in_child
 from spanhooks.util.log import rate_limited
 
 if sys.platform != "win32":
@@ -106,14 +106,7 @@ class JsonlSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._file: FileIO | None = None
         self._shutdown = False
-        if hasattr(os, "register_at_fork"):
-            after_fork = weakref.WeakMethod(self._after_fork)
-
-            def after_in_child() -> None:
-                if method := after_fork():
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        renew_in_child(self)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Append the spans the filters keep, in one write.
@@ -203,7 +196,7 @@ class JsonlSpanExporter(SpanExporter):
                 self._file.close()
             self._file = None
 
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         # The parent's lock may have been held by a thread that does not exist in the child.
         self._lock = threading.Lock()
         self._close()  # only the child's copy of the descriptor; the parent's stays open

@@ -7,11 +7,11 @@ Imported only when an OTLP/HTTP exporter is built, like the exporter itself (whi
 from __future__ import annotations
 
 import collections
-import os
-import weakref
 
 import requests
 import requests.adapters
+
+from spanhooks.util.forksafe import renew_in_child
 
 __all__ = ["ForkSafeSession"]
 
@@ -31,17 +31,9 @@ class ForkSafeSession(requests.Session):
         import netrc  # noqa: F401
 
         self._inherited: list[object] = []
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
+        renew_in_child(self)
 
-            def after_in_child() -> None:
-                session = ref()
-                if session is not None:
-                    session._renew_pools()
-
-            os.register_at_fork(after_in_child=after_in_child)
-
-    def _renew_pools(self) -> None:
+    def after_fork_in_child(self) -> None:
         # The inherited adapters are kept, never closed: closing takes their pools' locks.
         self._inherited.append(self.adapters)
         self.adapters = collections.OrderedDict()

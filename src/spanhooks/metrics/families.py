@@ -410,7 +410,7 @@ UNMATCHED_ENDS = MetricDef(
     "spanhooks_unmatched_ends", "counter", "End events with no open start.", ()
 )
 
-# The OpenTelemetry GenAI client metrics under their Prometheus names (see _genai_metrics.py).
+# The OpenTelemetry GenAI client metrics under their Prometheus names (see metrics/genai.py).
 _GEN_AI_LABELS = (
     "gen_ai_operation_name",
     "gen_ai_provider_name",

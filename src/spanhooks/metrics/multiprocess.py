@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 
 from spanhooks.metrics.families import SpanhooksCollector
+from spanhooks.util.forksafe import renew_in_child
 
 __all__ = [
     "MULTIPROC_ENV",
@@ -79,15 +79,7 @@ class MultiprocessMirror:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._start_thread()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_fork() -> None:
-                mirror = ref()
-                if mirror is not None:
-                    mirror._after_fork()
-
-            os.register_at_fork(after_in_child=after_fork)
+        renew_in_child(self)
 
     def _start_thread(self) -> None:
         thread = threading.Thread(target=self._run, name="spanhooks-metrics-mirror", daemon=True)
@@ -97,7 +89,7 @@ class MultiprocessMirror:
         while not self._stop.wait(self.interval):
             self.sync()
 
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         with self._lock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from contextvars import Token
@@ -30,15 +31,71 @@ from spanhooks.events.spec import EventSpec, Phase
 from spanhooks.tracing.attributes import AttributePolicy
 from spanhooks.tracing.context import CallContext
 from spanhooks.tracing.spans import Frame, OpenSpans, SpanMapper
+from spanhooks.util.forksafe import fork_safe_lock, renew_in_child
 from spanhooks.util.log import rate_limited
 
-__all__ = ["RECHECK_SECONDS", "SpanRecorder", "bind"]
+__all__ = ["PROVIDER_WATCH", "RECHECK_SECONDS", "ProviderWatch", "SpanRecorder", "bind"]
 
 RECHECK_SECONDS = 0.1
-"""While no tracer provider is set, how long the answer is trusted before asking again."""
+"""While no tracer provider is set, how often the provider watch asks again."""
 
 _START, _END = Phase.START, Phase.END  # module constants: enum attribute access is slow
 _UNTRACED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+class ProviderWatch:
+    """Whether a global tracer provider may be set, kept current off the emit path.
+
+    Looking the global provider up through the public API costs about a microsecond while none
+    is set: too much for every emit. ``maybe_set`` starts true, so the first emit looks; when
+    that finds none, a daemon thread asks again every :data:`RECHECK_SECONDS` and sets
+    ``maybe_set`` once a provider is there (OpenTelemetry lets one be set once), then exits. So a
+    provider that other code sets later is picked up within that time, and an emit while none
+    is set costs one attribute read. Threading: ``maybe_set`` is a plain flag; a stale read
+    costs one extra lookup or one untraced emit, never a wrong span.
+    """
+
+    def __init__(self) -> None:
+        self.maybe_set = True
+        self._watching = False
+        self._lock = fork_safe_lock(self)
+        renew_in_child(self)
+
+    def found(self) -> TracerProvider | None:
+        """The global provider if one is set; else None, and the watch goes on in the
+        background."""
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, _UNTRACED):
+            self.maybe_set = True
+            return provider
+        self.maybe_set = False
+        with self._lock:
+            if not self._watching:
+                self._watching = True
+                threading.Thread(
+                    target=self._watch, name="spanhooks-provider-watch", daemon=True
+                ).start()
+        return None
+
+    def look_again(self) -> None:
+        """Make the next emit look the provider up (``setup()`` has just set one)."""
+        self.maybe_set = True
+
+    def _watch(self) -> None:
+        while isinstance(trace.get_tracer_provider(), _UNTRACED):
+            time.sleep(RECHECK_SECONDS)
+        self.maybe_set = True
+        with self._lock:
+            self._watching = False
+
+    def after_fork_in_child(self) -> None:
+        # The parent's watch thread does not exist here: look again, which restarts it.
+        self._watching = False
+        self.maybe_set = True
+
+
+PROVIDER_WATCH = ProviderWatch()
+"""The process's one watch on the global provider, shared by every recorder."""
 
 Begun = tuple[Span | None, Frame | None, Token[Context] | None, str | None]
 """What :meth:`SpanRecorder.begin` returns: span, frame to close, context token, call id."""
@@ -47,11 +104,9 @@ Begun = tuple[Span | None, Frame | None, Token[Context] | None, str | None]
 class SpanRecorder:
     """Maps emits onto spans through one tracer provider (explicit, or the global one).
 
-    ``tracer`` is None until a provider is known. With no explicit provider the global one is
-    looked up through the public API, which costs about a microsecond while none is set, so
-    emit asks :meth:`find_tracer` only once ``recheck_at`` (a ``time.monotonic`` reading) has
-    passed: a provider that other code sets is picked up within :data:`RECHECK_SECONDS`, and
-    :meth:`use_tracer_provider` (which ``setup()`` calls) makes it immediate.
+    ``tracer`` is None while no provider is known: emit then asks :meth:`find_tracer` only when
+    :data:`PROVIDER_WATCH` says a global provider may be set, and :meth:`use_tracer_provider`
+    (which ``setup()`` calls) makes the next emit look at once.
     """
 
     def __init__(
@@ -65,20 +120,17 @@ class SpanRecorder:
         self.mapper = SpanMapper(policy, open_spans)
         self.tracer: Tracer | None = None
         """The tracer spans go through, or None while tracing is not configured."""
-        self.recheck_at = 0.0
-        """When emit may next look for a provider (``time.monotonic`` seconds)."""
         self._provider = tracer_provider
         self._active_provider: TracerProvider | None = None
         self._tracers: dict[str, Tracer] = {}
+        if tracer_provider is not None:
+            self.find_tracer()
 
     def find_tracer(self) -> Tracer | None:
         """The tracer to use, or None while tracing is not configured."""
-        provider = self._provider
+        provider = self._provider if self._provider is not None else PROVIDER_WATCH.found()
         if provider is None:
-            provider = trace.get_tracer_provider()
-            if isinstance(provider, _UNTRACED):
-                self.recheck_at = time.monotonic() + RECHECK_SECONDS
-                return None
+            return None
         self._active_provider = provider
         self.tracer = provider.get_tracer("spanhooks", __version__)
         return self.tracer
@@ -93,7 +145,10 @@ class SpanRecorder:
         self._provider = provider
         self._tracers = {}
         self.tracer = None
-        self.recheck_at = 0.0
+        if provider is not None:
+            self.find_tracer()
+        else:
+            PROVIDER_WATCH.look_again()
 
     def _tracer_for(self, event_set: str) -> Tracer:
         """The tracer whose instrumentation scope names ``event_set`` (``spanhooks.<set>``)."""

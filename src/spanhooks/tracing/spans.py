@@ -15,10 +15,8 @@ is never ended is closed as "abandoned" instead of growing memory.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +28,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from spanhooks.events.spec import EventSpec, Phase
 from spanhooks.tracing.attributes import AttributePolicy, safe_str
 from spanhooks.tracing.failures import error_description, exception_attributes, exception_type_name
+from spanhooks.util.forksafe import renew_in_child
 from spanhooks.util.log import rate_limited
 
 __all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
@@ -134,17 +133,9 @@ class OpenSpans:
         self._frames: dict[int, Frame] = {}
         self._lock = threading.Lock()
         self._on_abandon = on_abandon
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
+        renew_in_child(self)
 
-            def after_in_child() -> None:
-                open_spans = ref()
-                if open_spans is not None:
-                    open_spans._after_fork()
-
-            os.register_at_fork(after_in_child=after_in_child)
-
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         # The parent's lock may have been held by a thread that does not exist in the child.
         self._lock = threading.Lock()
         self._frames = {}
