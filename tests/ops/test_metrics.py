@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks import CallbackEvent, CallbackManager
+from spanhooks import CallbackEvent, CallbackManager, EventSet, point
 from spanhooks.metrics import families as _metrics
 from spanhooks.metrics.families import install_collector
 from spanhooks.metrics.server import start_metrics_server
@@ -59,6 +60,39 @@ def test_events_and_callback_errors_are_counted_exactly() -> None:
         if labels.get("le") == "+Inf" and labels["event"] == "response"
     ]
     assert counts == [7.0]
+
+
+def test_events_declared_while_other_threads_emit_with_metrics_on_are_counted() -> None:
+    manager = CallbackManager()
+    manager.enable_metrics()
+    sets = [EventSet(f"extra{i}", [point(f"ping{i}")]) for i in range(20)]
+    failures: list[BaseException] = []
+
+    def emit_every_declared_ping() -> None:
+        try:
+            for _ in range(200):
+                for spec in manager.events():
+                    if spec.name.startswith("ping"):
+                        manager.emit(spec.name)
+        except BaseException as exc:  # an emit must never raise, even mid-declare
+            failures.append(exc)
+
+    emitters = [threading.Thread(target=emit_every_declared_ping) for _ in range(4)]
+    for thread in emitters:
+        thread.start()
+    for event_set in sets:
+        manager.declare(event_set)
+    for thread in emitters:
+        thread.join()
+    manager.emit("ping19")
+    assert failures == []
+    counted = {
+        labels[1]: value
+        for metric in manager.metric_families()
+        if metric.name == "spanhooks_events"
+        for labels, value in ((tuple(s.labels.values()), s.value) for s in metric.samples)
+    }
+    assert counted["ping19"] >= 1
 
 
 def test_setup_serves_metrics_on_localhost_with_spans_and_exporter_figures(tmp_path: Path) -> None:

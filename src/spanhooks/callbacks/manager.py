@@ -135,7 +135,7 @@ class CallbackManager:
 
     def declare(self, *event_sets: EventSet) -> None:
         """Make these event sets' events known; names must not clash with declared ones."""
-        self._metrics.declared(self._registry.declare(*event_sets))
+        self._registry.declare(*event_sets, before_publish=self._metrics.declared)
 
     def events(self) -> list[EventSpec]:
         """Every declared event, in declaration order."""

@@ -44,20 +44,26 @@ class EventRegistry:
         self.specs: dict[object, EventSpec] = {}
         self.by_type: dict[type, EventSpec] = {}
         self._sets: dict[str, EventSet] = {}
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
+        """Held while declarations or registrations change; emit never takes it."""
         # Generic and class callbacks registered for "every event" also get the events declared
         # after them: what each asked for (None: all) is kept to extend its routes.
         self._wildcards: dict[int, tuple[object, frozenset[EventSpec] | None]] = {}
 
     # -- declarations -------------------------------------------------------------------------
 
-    def declare(self, *event_sets: EventSet) -> list[EventSpec]:
+    def declare(
+        self,
+        *event_sets: EventSet,
+        before_publish: Callable[[list[EventSpec]], None] | None = None,
+    ) -> list[EventSpec]:
         """Make these sets' events known; returns the specs that are new.
 
-        Raises ``TypeError`` for a non-set and ``ValueError`` when a name clashes with a
-        declared one; nothing is declared then.
+        ``before_publish(new_specs)`` runs before emit can see them (the manager's metrics
+        make their counters there). Raises ``TypeError`` for a non-set and ``ValueError`` when
+        a name clashes with a declared one; nothing is declared then.
         """
-        with self._lock:
+        with self.lock:
             specs = dict(self.specs)
             by_type = dict(self.by_type)
             added: list[EventSpec] = []
@@ -81,6 +87,8 @@ class EventRegistry:
                         by_type[spec.payload_type] = spec
                     added.append(spec)
                 sets[event_set.name] = event_set
+            if before_publish is not None and added:
+                before_publish(added)
             self._sets.update(sets)
             self.specs, self.by_type = specs, by_type
             for reg_id, (callback, only) in self._wildcards.items():
@@ -159,7 +167,7 @@ class EventRegistry:
         if isinstance(target, str | Enum | EventSpec):
             raise TypeError(f"register({target!r}) needs a callback: register(event, callback)")
         filtered = frozenset(self.spec(e) for e in only) if only is not None else None
-        with self._lock:  # no declare() between choosing the events and recording the wildcard
+        with self.lock:  # no declare() between choosing the events and recording the wildcard
             chosen = [s for s in self.events() if filtered is None or s in filtered]
             is_function = _is_function(target)
             targets = _targets_for(target, chosen)
@@ -183,19 +191,19 @@ class EventRegistry:
 
     def unregister(self, registration_id: int) -> bool:
         """Remove a registration; True if it was one of this registry's."""
-        with self._lock:
+        with self.lock:
             self._wildcards.pop(registration_id, None)
             return self.dispatcher.remove(registration_id)
 
     def clear(self) -> None:
         """Remove every registration (declarations stay)."""
-        with self._lock:
+        with self.lock:
             self._wildcards.clear()
             self.dispatcher.clear()
 
     def copy(self) -> EventRegistry:
         """An independent registry with the same declarations and registrations."""
-        with self._lock:
+        with self.lock:
             twin = EventRegistry(self.dispatcher.copy(), self.name)
             twin.specs, twin.by_type = self.specs, self.by_type
             twin._sets = dict(self._sets)

@@ -55,19 +55,22 @@ class EventMetrics:
 
     def enable(self) -> None:
         """Start counting every declared event and timing its callbacks. Idempotent."""
-        if self.counts is not None:
-            return
-        dispatcher = self._registry.dispatcher
-        self.latency = BucketHistogram()
-        dispatcher.observer = _LatencyObserver(self, dispatcher.observer)
-        dispatcher.timed = True
-        self.counts = {spec: itertools.count() for spec in self._registry.events()}
+        with self._registry.lock:  # no declare() between reading the events and counting them
+            if self.counts is not None:
+                return
+            dispatcher = self._registry.dispatcher
+            self.latency = BucketHistogram()
+            dispatcher.observer = _LatencyObserver(self, dispatcher.observer)
+            dispatcher.timed = True
+            self.counts = {spec: itertools.count() for spec in self._registry.events()}
         register_source(self)
 
     def declared(self, specs: Iterable[EventSpec]) -> None:
-        """Count newly declared events too."""
-        if self.counts is not None:
-            self.counts = {**self.counts, **{spec: itertools.count() for spec in specs}}
+        """Count newly declared events too: called by the registry under its lock, before
+        emit can see them."""
+        counts = self.counts
+        if counts is not None:
+            self.counts = {**counts, **{spec: itertools.count() for spec in specs}}
 
     def observe(self, key: object, seconds: float, span: Span | None) -> None:
         """One dispatch of the event named ``key`` took ``seconds``."""

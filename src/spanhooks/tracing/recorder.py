@@ -63,18 +63,22 @@ class ProviderWatch:
 
     def found(self) -> TracerProvider | None:
         """The global provider if one is set; else None, and the watch goes on in the
-        background."""
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, _UNTRACED):
+        background. Never raises: a provider the environment names but that fails to load
+        (``OTEL_PYTHON_TRACER_PROVIDER``) is logged and tracing stays off."""
+        provider = _global_provider()
+        if provider is not None:
             self.maybe_set = True
             return provider
         self.maybe_set = False
         with self._lock:
             if not self._watching:
+                try:
+                    threading.Thread(
+                        target=self._watch, name="spanhooks-provider-watch", daemon=True
+                    ).start()
+                except RuntimeError:  # interpreter shutdown: no new threads, nothing to watch
+                    return None
                 self._watching = True
-                threading.Thread(
-                    target=self._watch, name="spanhooks-provider-watch", daemon=True
-                ).start()
         return None
 
     def look_again(self) -> None:
@@ -82,7 +86,7 @@ class ProviderWatch:
         self.maybe_set = True
 
     def _watch(self) -> None:
-        while isinstance(trace.get_tracer_provider(), _UNTRACED):
+        while _global_provider() is None:
             time.sleep(RECHECK_SECONDS)
         self.maybe_set = True
         with self._lock:
@@ -92,6 +96,15 @@ class ProviderWatch:
         # The parent's watch thread does not exist here: look again, which restarts it.
         self._watching = False
         self.maybe_set = True
+
+
+def _global_provider() -> TracerProvider | None:
+    try:
+        provider = trace.get_tracer_provider()
+    except Exception as exc:  # an OTEL_PYTHON_TRACER_PROVIDER entry point that fails to load
+        rate_limited.log(logging.ERROR, "provider", "no tracer provider: %r", exc, exc_info=exc)
+        return None
+    return None if isinstance(provider, _UNTRACED) else provider
 
 
 PROVIDER_WATCH = ProviderWatch()
