@@ -58,3 +58,16 @@ def test_the_step_benchmark_variants_each_export_their_span_and_leave_nothing_op
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "smoke: 8 variants, 0 problems" in done.stdout
+
+
+def test_the_burst_benchmark_runs_both_paths_and_the_local_file_loses_nothing() -> None:
+    burst = BENCH.parent / "burst.py"
+    done = subprocess.run(
+        [sys.executable, str(burst), "--smoke"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {r["mode"]: r for r in map(json.loads, done.stdout.splitlines()[:2])}
+    assert results["local"]["lost"] == 0
+    assert results["batch"]["produced"] == results["local"]["produced"] == 4000
+    batch = results["batch"]
+    assert batch["lines"] + batch["counts"]["dropped"] == batch["produced"]  # lost, but counted

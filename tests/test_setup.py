@@ -257,6 +257,70 @@ def test_the_otlp_endpoint_variable_adds_otlp_export(
     assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1  # the JSONL file still gets it
 
 
+def _span_names(received: list[ExportTraceServiceRequest]) -> list[str]:
+    return [
+        span.name
+        for request in received
+        for resource_spans in request.resource_spans
+        for scope in resource_spans.scope_spans
+        for span in scope.spans
+    ]
+
+
+EXPORTED_PAIR = """
+spanhooks.setup()
+spanhooks.emit(CallbackEvent.TOOL_START, "exported", {})
+spanhooks.emit(CallbackEvent.TOOL_END, "exported", "ok")
+"""
+
+
+def test_otel_traces_exporter_none_turns_otlp_off_even_with_an_endpoint(
+    tmp_path: Path, otlp_sink: tuple[str, list[ExportTraceServiceRequest]]
+) -> None:
+    endpoint, received = otlp_sink
+    run(tmp_path, EXPORTED_PAIR, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_TRACES_EXPORTER="none")
+    assert received == []
+    assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1  # the local file is spanhooks'
+
+
+def test_otel_traces_exporter_console_prints_each_span_on_stdout(tmp_path: Path) -> None:
+    done = run(tmp_path, EXPORTED_PAIR, OTEL_TRACES_EXPORTER="console")
+    assert '"name": "execute_tool exported"' in done.stdout
+
+
+def test_otel_traces_exporter_lists_both_otlp_and_console(
+    tmp_path: Path, otlp_sink: tuple[str, list[ExportTraceServiceRequest]]
+) -> None:
+    endpoint, received = otlp_sink
+    done = run(
+        tmp_path,
+        EXPORTED_PAIR,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_TRACES_EXPORTER="otlp, console",
+    )
+    assert _span_names(received) == ["execute_tool exported"]
+    assert '"name": "execute_tool exported"' in done.stdout
+
+
+def test_an_exporter_name_spanhooks_does_not_know_is_named_in_a_warning(tmp_path: Path) -> None:
+    done = run(tmp_path, EXPORTED_PAIR, OTEL_TRACES_EXPORTER="zipkin")
+    assert "ignoring OTEL_TRACES_EXPORTER values zipkin" in done.stderr
+    assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1
+
+
+def test_otel_metrics_exporter_console_prints_the_genai_metrics(tmp_path: Path) -> None:
+    done = run(
+        tmp_path,
+        """
+        spanhooks.setup()
+        spanhooks.emit(CallbackEvent.API_REQUEST, {"model": "m1", "messages": []})
+        spanhooks.emit(CallbackEvent.API_RESPONSE, {"model": "m1", "usage": {}})
+        """,
+        OTEL_METRICS_EXPORTER="console",
+    )
+    assert "gen_ai.client.operation.duration" in done.stdout
+
+
 def test_a_raising_span_processor_of_the_user_does_not_stop_export(tmp_path: Path) -> None:
     run(
         tmp_path,

@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -142,6 +142,28 @@ class DropLog:
         return True
 
 
+@runtime_checkable
+class PartialWriter(Protocol):
+    """An exporter that says how many spans of a batch it wrote, even when the rest failed."""
+
+    def write(self, spans: Sequence[ReadableSpan]) -> int:
+        """Write ``spans``; the number done (written, or nothing to write). Never raises."""
+        ...
+
+
+class SpanQueue(Protocol):
+    """What the accounting reads from the processor that feeds an :class:`AccountedExporter`."""
+
+    closed: bool
+    """True once shutdown finished: what is still queued then counts as dropped."""
+    counts_drops: bool
+    """True when every ``queue_full`` drop is reported through :meth:`AccountedExporter.full`."""
+
+    def queued(self) -> int:
+        """Spans waiting to be exported."""
+        ...
+
+
 class AccountedExporter(SpanExporter):
     """Counts what an exporter did with each span; the counts are lock-free (itertools.count).
 
@@ -152,9 +174,10 @@ class AccountedExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, name: str, drop_log: DropLog | None = None) -> None:
         self.inner = inner
         self.name = name
+        self._write = inner.write if isinstance(inner, PartialWriter) else None
         self.drop_log = drop_log or DropLog()
         self._reset_counts()
-        self.processor: AccountedBatchProcessor | None = None
+        self.processor: SpanQueue | None = None
         register_source(self)
         renew_in_child(self)
 
@@ -164,6 +187,7 @@ class AccountedExporter(SpanExporter):
         self._exported = itertools.count()
         self._failed = itertools.count()
         self._late = itertools.count()
+        self._full = itertools.count()
 
     def after_fork_in_child(self) -> None:
         """In a forked child: count afresh, since the SDK empties the inherited queue there
@@ -178,11 +202,18 @@ class AccountedExporter(SpanExporter):
         """A span ended after shutdown began: it is dropped (``shutdown``)."""
         next(self._late)
 
+    def full(self) -> None:
+        """A span found no room in its processor's queue: it is dropped (``queue_full``)."""
+        next(self._full)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         for _ in spans:
             next(self._started)
         try:
-            result = self.inner.export(spans)
+            if self._write is not None:  # it says how many of a failed batch it still wrote
+                done = self._write(spans)
+            else:
+                done = len(spans) if self.inner.export(spans) is SpanExportResult.SUCCESS else 0
         except Exception as exc:
             rate_limited.log(
                 logging.ERROR,
@@ -193,12 +224,13 @@ class AccountedExporter(SpanExporter):
                 len(spans),
                 exc_info=exc,
             )
-            result = SpanExportResult.FAILURE
-        tally = self._exported if result is SpanExportResult.SUCCESS else self._failed
-        for _ in spans:
-            next(tally)
+            done = 0
+        for _ in range(done):
+            next(self._exported)
+        for _ in range(len(spans) - done):
+            next(self._failed)
         self.drop_log.note(self.name, self.dropped())
-        return result
+        return SpanExportResult.SUCCESS if done == len(spans) else SpanExportResult.FAILURE
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
         shutdown: Any = self.inner.shutdown
@@ -226,7 +258,10 @@ class AccountedExporter(SpanExporter):
         shutdown = 0
         if processor is not None and processor.closed:
             shutdown, queued, in_flight = queued + in_flight + late, 0, 0
-        queue_full = max(0, handed - exported - failed - in_flight - queued - shutdown)
+        if processor is not None and processor.counts_drops:
+            queue_full = count_value(self._full)
+        else:  # the SDK's queue drops without telling: what is nowhere else was dropped there
+            queue_full = max(0, handed - exported - failed - in_flight - queued - shutdown)
         return {
             "handed": handed,
             "exported": exported,
@@ -278,6 +313,8 @@ class AccountedBatchProcessor(BatchSpanProcessor):
         self._rejecting = False
         self.closed = False
         """True once shutdown finished: whatever was not exported by then is dropped."""
+        self.counts_drops = False
+        """The SDK's queue drops silently: the accounting infers ``queue_full``."""
         self._flush_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
 

@@ -107,6 +107,7 @@ class JsonlSpanExporter(SpanExporter):
         self._file: FileIO | None = None
         self._shutdown = False
         renew_in_child(self)
+        _repair_torn_tail(self.path)  # at start, not only before the first write
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Append the spans the filters keep, in one write.
@@ -114,26 +115,42 @@ class JsonlSpanExporter(SpanExporter):
         Never raises: an I/O error is logged (rate-limited) and, like any export after
         :meth:`shutdown`, returns ``FAILURE``.
         """
+        written = self.write(spans)
+        return SpanExportResult.SUCCESS if written == len(spans) else SpanExportResult.FAILURE
+
+    def write(self, spans: Sequence[ReadableSpan]) -> int:
+        """Append the spans the filters keep, in one write; how many of ``spans`` are done.
+
+        A span the filters leave out is done (there is nothing to write). When the disk refuses
+        part of the write (full, or gone read-only), the spans whose whole line reached the file
+        are done and the torn rest is cut off at once, so the file still ends with a complete
+        line. Never raises.
+        """
         if self._shutdown:
-            return SpanExportResult.FAILURE
+            return 0
         kept = [span for span in spans if self._keep(span)]
+        skipped = len(spans) - len(kept)
         try:
-            payload = self._encode(kept) if kept else b""
+            lines = self._encode(kept) if kept else []
         except Exception as exc:  # the encoders are defensive; an exporter must still not raise
             self._log_failure("encoding", len(kept), exc)
-            return SpanExportResult.FAILURE
+            return skipped
         with self._lock:
             if self._shutdown:
-                return SpanExportResult.FAILURE
-            if not payload:
-                return SpanExportResult.SUCCESS
+                return 0
+            if not lines:
+                return skipped
+            payload = b"".join(lines)
             try:
                 self._append(payload)
-            except OSError as exc:
+            except _PartialWrite as partial:
                 self._close()
-                self._log_failure("writing", len(kept), exc)
-                return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+                complete = _lines_within(lines, partial.written)
+                self._log_failure("writing", len(lines) - complete, partial.error)
+                if partial.written:
+                    _repair_torn_tail(self.path)
+                return skipped + (complete if self.format == "spanhooks" else 0)
+        return len(spans)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Always True: nothing is buffered, every export is written before it returns."""
@@ -169,17 +186,24 @@ class JsonlSpanExporter(SpanExporter):
             )
             return True
 
-    def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+    def _encode(self, spans: Sequence[ReadableSpan]) -> list[bytes]:
+        """One encoded line per span (``spanhooks``), or one for the whole batch (``otlp``)."""
         if self.format == "otlp":
-            lines = [dumps(otlp_request(spans))]
+            texts = [dumps(otlp_request(spans))]
         else:
-            lines = [_compact_json(span_to_dict(span)) for span in spans]
-        return "".join(line + "\n" for line in lines).encode("utf-8", errors="replace")
+            texts = [_compact_json(span_to_dict(span)) for span in spans]
+        return [(text + "\n").encode("utf-8", errors="replace") for text in texts]
 
     def _append(self, payload: bytes) -> None:
-        handle = self._open()
-        with _file_lock(handle.fileno(), exclusive=False):
-            _write_all(handle, payload)
+        """Write ``payload`` at the end of the file; ``_PartialWrite`` says how far it got."""
+        try:
+            handle = self._open()
+            with _file_lock(handle.fileno(), exclusive=False):
+                _write_all(handle, payload)
+        except _PartialWrite:
+            raise
+        except OSError as exc:  # the file could not be opened or locked: nothing written
+            raise _PartialWrite(0, exc) from exc
 
     def _open(self) -> FileIO:
         if self._file is None:
@@ -218,13 +242,37 @@ def _event_set(span: ReadableSpan) -> str | None:
     return value if isinstance(value, str) else event_set_of(span)
 
 
+class _PartialWrite(Exception):
+    """A write that stopped after ``written`` bytes, because of ``error``."""
+
+    def __init__(self, written: int, error: OSError) -> None:
+        super().__init__(written, error)
+        self.written = written
+        self.error = error
+
+
 def _write_all(handle: FileIO, payload: bytes) -> None:
     view = memoryview(payload)
-    while view:  # one write, unless the disk is filling up
-        written = handle.write(view)
-        if not written:
-            raise OSError(f"no progress writing {len(view)} bytes")
-        view = view[written:]
+    done = 0
+    try:
+        while done < len(payload):  # one write, unless the disk is filling up
+            written = handle.write(view[done:])
+            if not written:
+                raise OSError(f"no progress writing {len(payload) - done} bytes")
+            done += written
+    except OSError as exc:
+        raise _PartialWrite(done, exc) from exc
+
+
+def _lines_within(lines: Sequence[bytes], written: int) -> int:
+    """How many of ``lines``, written one after another, lie wholly within ``written`` bytes."""
+    complete, end = 0, 0
+    for line in lines:
+        end += len(line)
+        if end > written:
+            break
+        complete += 1
+    return complete
 
 
 @contextlib.contextmanager

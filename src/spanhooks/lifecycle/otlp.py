@@ -13,17 +13,24 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from spanhooks.util.log import logger
+
 if TYPE_CHECKING:
     import requests
 
 __all__ = [
+    "EXPORTER_NAMES",
     "EXPORT_TIMEOUT",
     "endpoint_configured",
     "env_endpoint",
+    "exporters",
     "metric_exporter",
     "protocol_of",
     "span_exporter",
 ]
+
+EXPORTER_NAMES = ("otlp", "console", "none")
+"""The values of ``OTEL_TRACES_EXPORTER`` and ``OTEL_METRICS_EXPORTER`` spanhooks acts on."""
 
 EXPORT_TIMEOUT = 3.0
 """Seconds one OTLP export may take, retries included, unless the OTEL_* variables say."""
@@ -138,3 +145,28 @@ def _session(signal: str) -> requests.Session | None:
 def endpoint_configured(explicit: str | None) -> bool:
     """Whether spans go over OTLP: an endpoint given, or one in the environment."""
     return bool(explicit or env_endpoint())
+
+
+def exporters(signal: str, explicit_endpoint: str | None = None) -> frozenset[str]:
+    """The exporters ``signal`` (``TRACES``, ``METRICS``) gets: ``otlp``, ``console``, both or none.
+
+    ``OTEL_<SIGNAL>_EXPORTER`` is read as the SDK reads it, a comma-separated list in which
+    ``none`` names nothing; values spanhooks has no exporter for are logged and skipped. Unset,
+    OTLP is used only when an endpoint is configured, so a program that names no collector does
+    not try to reach one. An endpoint given in code (``setup(otlp_endpoint=...)``) always adds
+    OTLP: code says more than the environment.
+    """
+    raw = os.environ.get(f"OTEL_{signal}_EXPORTER", "")
+    if not raw.strip():
+        return frozenset({"otlp"}) if endpoint_configured(explicit_endpoint) else frozenset()
+    names = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    unknown = sorted(names - set(EXPORTER_NAMES))
+    if unknown:
+        logger.warning(
+            "ignoring OTEL_%s_EXPORTER values %s: spanhooks exports to %s",
+            signal,
+            ", ".join(unknown),
+            " or ".join(EXPORTER_NAMES),
+        )
+    chosen = names & {"otlp", "console"}
+    return frozenset(chosen | ({"otlp"} if explicit_endpoint else set()))

@@ -6,10 +6,12 @@ runs the user's span callbacks. The standard ``OTEL_*`` variables keep their mea
 own are ``SPANHOOKS_ENABLED``, ``SPANHOOKS_JSONL_PATH``, ``SPANHOOKS_JSONL_FORMAT`` and
 ``SPANHOOKS_JSONL`` (``false`` turns the file off).
 
-Flush policy: spans are batched by the SDK's BatchSpanProcessor and written every
-``OTEL_BSP_SCHEDULE_DELAY`` milliseconds (5000 by default) or as soon as a batch of
-``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` is ready, so a running process's file is at most that far
-behind; shutdown and normal interpreter exit flush everything that finished.
+Flush policy: the JSONL file is written by its own writer thread as soon as spans end, in one
+write per group of spans that ended meanwhile, and never drops a span for lack of room
+(:class:`~spanhooks.export.local_file.LocalFileProcessor`); OTLP export is batched by the SDK's
+BatchSpanProcessor every ``OTEL_BSP_SCHEDULE_DELAY`` milliseconds (5000 by default) or as soon
+as ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans are ready. Shutdown and normal interpreter exit
+flush everything that finished.
 
 Bounds with a slow, hanging or dead collector: emitting never waits for an exporter; an OTLP
 export attempt (with the SDK's retries) gives up after ``otlp_timeout`` seconds
@@ -37,10 +39,14 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from prometheus_client.registry import CollectorRegistry
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
@@ -51,6 +57,7 @@ from spanhooks.export.accounting import (
     SpanMetricsProcessor,
 )
 from spanhooks.export.jsonl import JsonlSpanExporter
+from spanhooks.export.local_file import LocalFileProcessor
 from spanhooks.instrument.foreign import ForeignSpanBridge
 from spanhooks.lifecycle import otlp
 from spanhooks.lifecycle.pipeline import Pipeline
@@ -255,6 +262,7 @@ def setup(
             shutdown_timeout or env_float("SPANHOOKS_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)
         )
         port = metrics_port if metrics_port is not None else _env_port()
+        otlp_args = (otlp_endpoint, otlp_protocol, otlp_timeout)
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
@@ -266,8 +274,9 @@ def setup(
             install_collector(telemetry.registry)
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
-        if telemetry.registry is not None or otlp.endpoint_configured(otlp_endpoint):
-            _add(telemetry, _genai_metrics(telemetry, otlp_endpoint, otlp_protocol, otlp_timeout))
+        metric_exporters = otlp.exporters("METRICS", otlp_endpoint)
+        if telemetry.registry is not None or metric_exporters:
+            _add(telemetry, _genai_metrics(telemetry, metric_exporters, otlp_args))
         telemetry.settings = {
             "service_name": service_name,
             "jsonl": jsonl,
@@ -289,23 +298,8 @@ def setup(
         ):
             _add(telemetry, ForeignSpanBridge(target))
         if jsonl if jsonl is not None else env_flag("SPANHOOKS_JSONL", True):
-            exporter = JsonlSpanExporter(
-                jsonl_path,
-                format=jsonl_format or os.environ.get("SPANHOOKS_JSONL_FORMAT", "spanhooks"),
-            )
-            telemetry.jsonl_path = exporter.path
-            _add(telemetry, _accounted(telemetry, exporter, "jsonl"))
-        endpoint = otlp_endpoint or otlp.env_endpoint()
-        if endpoint:
-            _add(
-                telemetry,
-                _accounted(
-                    telemetry,
-                    otlp.span_exporter(otlp_endpoint, otlp_protocol, otlp_timeout),
-                    "otlp",
-                ),
-            )
-            telemetry.otlp_endpoint = endpoint
+            _add_jsonl(telemetry, jsonl_path, jsonl_format)
+        _add_trace_exporters(telemetry, otlp.exporters("TRACES", otlp_endpoint), otlp_args)
         for processor in span_processors:
             _add(telemetry, IsolatedSpanProcessor(processor, telemetry.shutdown_deadline))
         target.use_tracer_provider(None if provider is trace.get_tracer_provider() else provider)
@@ -351,6 +345,32 @@ def _add(telemetry: Telemetry, processor: SpanProcessor) -> None:
     telemetry.processors.append(processor)
 
 
+def _add_jsonl(
+    telemetry: Telemetry, path: str | os.PathLike[str] | None, file_format: str | None
+) -> None:
+    """The local JSONL file, through the processor that never drops a span."""
+    exporter = JsonlSpanExporter(
+        path, format=file_format or os.environ.get("SPANHOOKS_JSONL_FORMAT", "spanhooks")
+    )
+    telemetry.jsonl_path = exporter.path
+    accounted = AccountedExporter(exporter, "jsonl")
+    telemetry.exporters.append(accounted)
+    _add(telemetry, LocalFileProcessor(accounted, telemetry.shutdown_deadline))
+
+
+def _add_trace_exporters(
+    telemetry: Telemetry,
+    exporters: frozenset[str],
+    otlp_args: tuple[str | None, str | None, float | None],
+) -> None:
+    """OTLP and console span export, as ``OTEL_TRACES_EXPORTER`` (or an endpoint) chose."""
+    if "otlp" in exporters:
+        _add(telemetry, _accounted(telemetry, otlp.span_exporter(*otlp_args), "otlp"))
+        telemetry.otlp_endpoint = otlp_args[0] or otlp.env_endpoint() or "(SDK default)"
+    if "console" in exporters:
+        _add(telemetry, _accounted(telemetry, ConsoleSpanExporter(), "console"))
+
+
 def _accounted(telemetry: Telemetry, exporter: SpanExporter, name: str) -> SpanProcessor:
     accounted = AccountedExporter(exporter, name)
     telemetry.exporters.append(accounted)
@@ -358,20 +378,22 @@ def _accounted(telemetry: Telemetry, exporter: SpanExporter, name: str) -> SpanP
 
 
 def _genai_metrics(
-    telemetry: Telemetry, endpoint: str | None, protocol: str | None, timeout: float | None
+    telemetry: Telemetry,
+    exporters: frozenset[str],
+    otlp_args: tuple[str | None, str | None, float | None],
 ) -> GenAIMetricsProcessor:
-    """The GenAI metrics processor; with OTLP configured, its metrics are exported there too,
-    through the application's SDK MeterProvider or one built here (and made global)."""
+    """The GenAI metrics processor; with metric exporters chosen (OTLP, console), its metrics
+    go there too, through the application's SDK MeterProvider or one built here (made global)."""
     provider = metrics.get_meter_provider()
-    if (
-        not isinstance(provider, MeterProvider)
-        and otlp.endpoint_configured(endpoint)
-        and os.environ.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none"
-    ):
+    if not isinstance(provider, MeterProvider) and exporters:
         assert telemetry.tracer_provider is not None
-        reader = PeriodicExportingMetricReader(otlp.metric_exporter(endpoint, protocol, timeout))
+        readers: list[MetricReader] = []
+        if "otlp" in exporters:
+            readers.append(PeriodicExportingMetricReader(otlp.metric_exporter(*otlp_args)))
+        if "console" in exporters:
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
         owned = MeterProvider(
-            metric_readers=[reader],
+            metric_readers=readers,
             resource=telemetry.tracer_provider.resource,
             shutdown_on_exit=False,
         )
