@@ -255,3 +255,51 @@ def test_a_torn_last_line_is_cut_when_the_exporter_starts_not_at_its_first_write
     path.write_bytes(b'{"complete": 1}\n{"torn": ')  # what a process killed mid-write leaves
     JsonlSpanExporter(path)
     assert path.read_bytes() == b'{"complete": 1}\n'
+
+
+def _write_spans(provider: TracerProvider, names: list[str]) -> None:
+    tracer = provider.get_tracer("test")
+    for name in names:
+        tracer.start_span(name).end()
+    assert provider.force_flush(10_000)
+
+
+def _names(path: Path) -> list[str]:
+    return [span["name"] for span in read_spans(path).spans]
+
+
+def test_a_file_renamed_by_log_rotation_is_written_anew_at_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "rotated.jsonl"
+    accounted, provider = _pipeline(path)
+    _write_spans(provider, ["before"])
+    path.rename(tmp_path / "rotated.jsonl.1")
+    _write_spans(provider, ["after"])
+    assert _names(tmp_path / "rotated.jsonl.1") == ["before"]
+    assert _names(path) == ["after"]
+    assert accounted.counts()["exported"] == 2
+    provider.shutdown()
+
+
+def test_a_file_deleted_while_open_is_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "deleted.jsonl"
+    _, provider = _pipeline(path)
+    _write_spans(provider, ["before"])
+    path.unlink()
+    _write_spans(provider, ["after"])
+    assert _names(path) == ["after"]
+    provider.shutdown()
+
+
+def test_a_file_truncated_in_place_by_copytruncate_gets_the_next_spans_from_its_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "copied.jsonl"
+    _, provider = _pipeline(path)
+    _write_spans(provider, ["before"])
+    (tmp_path / "copied.jsonl.1").write_bytes(path.read_bytes())  # logrotate's copy ...
+    os.truncate(path, 0)  # ... then truncate
+    _write_spans(provider, ["after"])
+    assert path.read_bytes().startswith(b"{")  # no hole of zero bytes where the old lines were
+    assert _names(path) == ["after"]
+    assert _names(tmp_path / "copied.jsonl.1") == ["before"]
+    provider.shutdown()

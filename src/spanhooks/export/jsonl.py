@@ -12,8 +12,10 @@ does no batching of its own. Two formats:
 The file is only ever appended to. Each export is a single unbuffered ``write()`` under the
 exporter's lock, so the file is current after every batch and a crash can tear only its last
 line; a torn last line left by a killed process is cut off before the next append, so it cannot
-swallow the next record. A forked child gets its own lock and handle; processes sharing a file
-coordinate through an advisory lock (``flock``) so a repair never cuts another's write short.
+swallow the next record. A file renamed or deleted while open (log rotation) is opened anew at
+its path before the next write. A forked child gets its own lock and handle; processes sharing
+a file coordinate through an advisory lock (``flock``) so a repair never cuts another's write
+short.
 """
 
 from __future__ import annotations
@@ -206,6 +208,8 @@ class JsonlSpanExporter(SpanExporter):
             raise _PartialWrite(0, exc) from exc
 
     def _open(self) -> FileIO:
+        if self._file is not None and self._moved(self._file):
+            self._close()  # rotated away (renamed or deleted): write on at the path, anew
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _repair_torn_tail(self.path)
@@ -213,6 +217,19 @@ class JsonlSpanExporter(SpanExporter):
             # processes sharing the file never interleave and a fork inherits no pending buffer.
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
         return self._file
+
+    def _moved(self, handle: FileIO) -> bool:
+        """Whether ``path`` no longer names the open file (logrotate's rename, or a delete),
+        checked once per write, as ``logging.handlers.WatchedFileHandler`` does. A truncation
+        in place (``copytruncate``) needs nothing: appends follow the new end of the file."""
+        try:
+            current = os.stat(self.path)
+            opened = os.fstat(handle.fileno())
+        except FileNotFoundError:
+            return True
+        except OSError:  # cannot tell: keep writing where we are
+            return False
+        return (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino)
 
     def _close(self) -> None:
         if self._file is not None:
