@@ -33,6 +33,7 @@ from spanhooks.tracing.attributes import (
 )
 from spanhooks.tracing.recorder import PROVIDER_WATCH, SpanRecorder, bind
 from spanhooks.tracing.spans import OpenSpans
+from spanhooks.util import checks
 from spanhooks.util.env import env_flag
 from spanhooks.vocab import BUILTIN_EVENT_SETS, AbstractCallback
 
@@ -96,12 +97,10 @@ class CallbackManager:
         observer: DispatchObserver | None = None,
         name: str = "spanhooks",
     ) -> None:
-        if not isinstance(history_size, int) or history_size < 0:
-            raise ValueError(f"history_size must be a non-negative int, got {history_size!r}")
-        if not isinstance(max_attribute_length, int) or max_attribute_length < 16:
-            raise ValueError(
-                f"max_attribute_length must be an int >= 16, got {max_attribute_length!r}"
-            )
+        checks.count("history_size", history_size)
+        checks.count("max_attribute_length", max_attribute_length, minimum=16)
+        checks.count("max_open_spans", max_open_spans, minimum=1)
+        checks.seconds("max_span_age", max_span_age)
         self.name = name
         self.enabled = env_flag("SPANHOOKS_ENABLED", True) if enabled is None else bool(enabled)
         """Read by every emit; switched by :meth:`enable` and :meth:`disable`."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
+from spanhooks.util import checks
+
 __all__ = ["Priority", "Registration", "Route", "RouteTable", "callable_name", "is_async_callable"]
 
 K = TypeVar("K", bound=Hashable)
@@ -112,7 +114,7 @@ class RouteTable(Generic[K]):
     def __init__(
         self, *, name: str = "spanhooks", default_timeout: float | None = None, lifo: bool = False
     ) -> None:
-        check_timeout(default_timeout)
+        check_timeout(default_timeout, "default_timeout")
         self.name = name
         self.lifo = lifo
         """Equal priorities run newest first (cleanup order) instead of registration order."""
@@ -258,9 +260,7 @@ def _order(reg: Registration, lifo: bool = False) -> tuple[int, int]:
     return (-reg.priority, -reg.seq if lifo else reg.seq)
 
 
-def check_timeout(timeout: float | None) -> None:
-    """``ValueError`` unless ``timeout`` is None or a positive number of seconds."""
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+def check_timeout(timeout: float | None, name: str = "timeout") -> None:
+    """``ValueError`` unless ``timeout`` is None or a finite number of seconds within
+    :data:`~spanhooks.util.checks.MAX_SECONDS`."""
+    checks.seconds(name, timeout)

@@ -75,6 +75,7 @@ from spanhooks.tracing.attributes import (
     set_active_policy,
 )
 from spanhooks.tracing.context import attach_parent_from_env
+from spanhooks.util import checks
 from spanhooks.util.deadline import SharedDeadline
 from spanhooks.util.env import env_flag, env_float, env_int
 from spanhooks.util.signals import add_termination_hook, remove_termination_hook
@@ -234,6 +235,7 @@ def setup(
     Pass a module-level function if children started with ``ProcessTarget`` must redact too.
     """
     global _active
+    _check_arguments(otlp_timeout, shutdown_timeout, metrics_port, max_attribute_length)
     with _lock:
         if _active is not None:
             return _active
@@ -315,6 +317,21 @@ def setup(
         _register_atexit()
         _active = telemetry
         return telemetry
+
+
+def _check_arguments(
+    otlp_timeout: float | None,
+    shutdown_timeout: float | None,
+    metrics_port: int | None,
+    max_attribute_length: int | None,
+) -> None:
+    """``ValueError`` for a number :func:`setup` cannot use, before anything is set up."""
+    checks.seconds("otlp_timeout", otlp_timeout)
+    checks.seconds("shutdown_timeout", shutdown_timeout)
+    if metrics_port is not None:
+        checks.count("metrics_port", metrics_port, limit=65_535)
+    if max_attribute_length is not None:
+        checks.count("max_attribute_length", max_attribute_length, minimum=16)
 
 
 def _provider(

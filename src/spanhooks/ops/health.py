@@ -37,6 +37,7 @@ from spanhooks.metrics.families import (
     register_source,
 )
 from spanhooks.ops.polling import PollingManager
+from spanhooks.util import checks
 from spanhooks.util.lazy import ProcessWide
 
 __all__ = [
@@ -121,8 +122,15 @@ class HealthMonitor:
         default_timeout: float = 10.0,
         max_history: int = 10_000,
     ) -> None:
-        if alert_debounce_seconds < 0 or history_retention_hours <= 0:
-            raise ValueError("alert_debounce_seconds must be >= 0 and history_retention_hours > 0")
+        checks.seconds("alert_debounce_seconds", alert_debounce_seconds, zero=True)
+        checks.seconds(
+            "history_retention_hours",
+            history_retention_hours,
+            limit=checks.MAX_SECONDS / 3600,
+            unit="hours",
+        )
+        checks.seconds("default_timeout", default_timeout)
+        checks.count("max_history", max_history, minimum=1)
         self.alert_debounce_seconds = alert_debounce_seconds
         self.history_retention_hours = history_retention_hours
         self.default_timeout = default_timeout
@@ -147,6 +155,8 @@ class HealthMonitor:
         """Check ``component`` every ``interval`` seconds; ``critical`` lets it fail the whole."""
         if not callable(check_function):
             raise TypeError(f"check_function must be callable, got {check_function!r}")
+        checks.seconds("interval", interval)
+        checks.seconds("timeout", timeout)
         with self._lock:
             if component in self._components:
                 raise ValueError(f"a health check for {component!r} is already registered")

@@ -37,6 +37,7 @@ from spanhooks.metrics.families import (
     gauge,
     register_source,
 )
+from spanhooks.util import checks
 from spanhooks.util.lazy import ProcessWide
 from spanhooks.util.log import rate_limited
 
@@ -117,6 +118,7 @@ class PollingManager:
         name: str = "polling",
         metrics: bool = True,
     ) -> None:
+        checks.count("max_workers", max_workers, minimum=1, limit=1_024)
         self.name = name
         self._dispatcher: Dispatcher[str] = Dispatcher(name=name)
         self._tasks: dict[str, _Task] = {}
@@ -154,12 +156,11 @@ class PollingManager:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a polling task needs a non-empty name, got {name!r}")
-        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
-            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        checks.seconds("interval", interval)
+        checks.seconds("retry_delay", retry_delay)
+        checks.count("max_retries", max_retries, limit=1_000)
         if condition is not None and not callable(condition):
             raise TypeError(f"condition must be callable, got {condition!r}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         delay = retry_delay if retry_delay is not None else min(1.0, interval / 4)
         with self._wake:
             if self._closed:

@@ -33,6 +33,7 @@ from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.metrics.families import SESSIONS, gauge, register_source
 from spanhooks.ops.errors import own_span
 from spanhooks.tracing.spans import live_context
+from spanhooks.util import checks
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -109,12 +110,8 @@ class SessionState:
     ) -> None:
         if not isinstance(conversation_id, str) or not conversation_id:
             raise ValueError(f"conversation_id must be a non-empty str, got {conversation_id!r}")
-        if inactivity_timeout is not None and (
-            isinstance(inactivity_timeout, bool) or not inactivity_timeout > 0
-        ):
-            raise ValueError(
-                f"inactivity_timeout must be positive seconds or None, got {inactivity_timeout!r}"
-            )
+        checks.seconds("inactivity_timeout", inactivity_timeout)
+        checks.count("history_size", history_size)
         self.conversation_id = conversation_id
         self.user_id = user_id
         self.inactivity_timeout = inactivity_timeout
