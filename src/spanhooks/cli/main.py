@@ -10,17 +10,27 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+import signal
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from spanhooks.callbacks.manager import get_callback_manager
 from spanhooks.export.reader import read_spans
 from spanhooks.export.trees import build_trees, format_trees
+from spanhooks.lifecycle.otlp import env_endpoint, protocol_of
 from spanhooks.lifecycle.setup import setup
 from spanhooks.util.log import safe_url
 
 __all__ = ["main"]
+
+_SIGPIPE: int | None = getattr(signal, "SIGPIPE", None)
+READER_GONE = 128 + _SIGPIPE if _SIGPIPE is not None else 1
+"""Exit status when the reader of our output closes early (``spanhooks view f | head``): the
+128 + SIGPIPE (141) a shell reports for a Unix tool that SIGPIPE ended, or 1 where there is
+no SIGPIPE (Windows), as Python itself exits on EPIPE."""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -100,11 +110,21 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    """Send the file where ``--endpoint`` says, else where the ``OTEL_EXPORTER_OTLP_*``
+    variables do (as the SDK reads them); with neither, a usage error as before."""
     from spanhooks.export.replay import replay
 
-    sent, failed = replay(args.file, args.endpoint, protocol=args.protocol)
+    endpoint: str | None = args.endpoint
+    destination = endpoint or env_endpoint()
+    if destination is None:
+        usage_error: Callable[[str], NoReturn] = args.usage_error
+        usage_error(
+            "the following arguments are required: --endpoint (or set "
+            "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"
+        )
+    sent, failed = replay(args.file, endpoint, protocol=protocol_of(args.protocol, "TRACES"))
     print(
-        f"{sent} span(s) sent to {safe_url(args.endpoint)}"
+        f"{sent} span(s) sent to {safe_url(destination)}"
         + (f"; {failed} in failed batches" if failed else "")
     )
     return 0 if not failed else 2
@@ -157,15 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="send a JSONL trace file to an OTLP endpoint")
     replay.add_argument("file", help="a JSONL file written by spanhooks (either format)")
     replay.add_argument(
-        "--endpoint", required=True, help="OTLP endpoint, e.g. http://127.0.0.1:4318 (HTTP)"
+        "--endpoint",
+        help="OTLP endpoint, e.g. http://127.0.0.1:4318 (HTTP); default: "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT",
     )
     replay.add_argument(
         "--protocol",
-        default="http/protobuf",
+        default=None,
         choices=["http/protobuf", "grpc"],
-        help="OTLP protocol",
+        help="OTLP protocol; default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf",
     )
-    replay.set_defaults(run=_replay)
+    replay.set_defaults(run=_replay, usage_error=replay.error)
     page = commands.add_parser("html", help="draw a JSONL trace file as a self-contained page")
     page.add_argument("file", help="a JSONL file written by spanhooks (either format)")
     page.add_argument("-o", "--output", default="traces.html", help="the HTML file to write")
@@ -173,12 +195,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_is_a_pipe() -> bool:
+    """Whether stdout or stderr is a pipe or socket, the only outputs whose reader can go."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            mode = os.fstat(stream.fileno()).st_mode
+        except (AttributeError, OSError, ValueError):  # replaced, closed or not a real file
+            continue
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            return True
+    return False
+
+
+def _reader_gone() -> int:
+    """Stop writing to a pipe whose reader closed: stdout goes to devnull, so the flush at
+    interpreter exit cannot raise BrokenPipeError again (the Python docs' SIGPIPE note)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by the program ``run`` ran
+        fd = 1
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    return READER_GONE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; a missing or unreadable input file (damaged, binary, a directory, not
-    permitted) is a one-line error and exit code 1."""
+    permitted) is a one-line error and exit code 1. Output piped into a reader that closes
+    early (``| head``) ends quietly with :data:`READER_GONE`, as other Unix tools do."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()  # here, not at exit, so a reader gone is seen while we can act
+    except BrokenPipeError:
+        if not _output_is_a_pipe():  # a socket of the program ``run`` ran: its own error
+            raise
+        return _reader_gone()
     except FileNotFoundError as exc:
         print(f"spanhooks {args.command}: no such file: {exc.filename}", file=sys.stderr)
         return 1

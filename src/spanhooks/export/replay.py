@@ -98,12 +98,17 @@ def records_to_spans(records: Iterable[SpanRecord]) -> list[ReadableSpan]:
     return spans
 
 
-def _exporter(endpoint: str, protocol: str, headers: dict[str, str] | None) -> SpanExporter:
+def _exporter(endpoint: str | None, protocol: str, headers: dict[str, str] | None) -> SpanExporter:
+    """The SDK's OTLP exporter for ``protocol``; with no ``endpoint`` the SDK reads it from
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is) or ``OTEL_EXPORTER_OTLP_ENDPOINT`` (a
+    base URL), as it does for any exporter it configures."""
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
 
+        if endpoint is None:
+            return GrpcExporter(headers=headers)
         return GrpcExporter(
             endpoint=endpoint, insecure=endpoint.startswith("http://"), headers=headers
         )
@@ -113,6 +118,8 @@ def _exporter(endpoint: str, protocol: str, headers: dict[str, str] | None) -> S
         OTLPSpanExporter as HttpExporter,
     )
 
+    if endpoint is None:
+        return HttpExporter(headers=headers)
     url = endpoint.rstrip("/")
     return HttpExporter(
         endpoint=url if url.endswith("/v1/traces") else url + "/v1/traces", headers=headers
@@ -121,13 +128,20 @@ def _exporter(endpoint: str, protocol: str, headers: dict[str, str] | None) -> S
 
 def replay(
     path: str | os.PathLike[str],
-    endpoint: str,
+    endpoint: str | None = None,
     *,
     protocol: str = "http/protobuf",
     batch_size: int = 512,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, int]:
-    """Send every span in ``path`` to ``endpoint``; (spans sent, spans in failed batches)."""
+    """Send every span in ``path`` to ``endpoint``; (spans sent, spans in failed batches).
+
+    ``endpoint=None`` sends where ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` says, read by the SDK exporter itself so that the
+    variables mean what they mean to any OTLP exporter (the SDK's localhost default when
+    neither is set: ``spanhooks replay`` refuses that case before calling this). The protocol
+    is the caller's to choose (the command reads ``OTEL_EXPORTER_OTLP_PROTOCOL``).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     spans = records_to_spans(read_spans(path).spans)

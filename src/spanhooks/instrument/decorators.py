@@ -12,11 +12,15 @@ re-raised unchanged.
 Streams: a generator's span starts at its first ``next()`` and ends when the stream is exhausted
 (OK), fails (ERROR, exception recorded), or is closed early by ``break``, ``return``, an
 exception in the consumer or garbage collection (``spanhooks.stream.closed_early``, status
-unset); task cancellation is an error, as in the SDK's own ``use_span``. The first item yielded
-records ``gen_ai.response.time_to_first_chunk`` and fires ``first_chunk``. The span is current
-only while the generator's own code runs, attached and detached around each step in the same
-thread or task, never across a ``yield``: that is what lets a stream be abandoned, finalised in
-another task or collected by the GC without OpenTelemetry's "Failed to detach context" error.
+unset). Cancelling a task while the stream is producing a chunk is an error, as in the SDK's
+own ``use_span``; a cancellation that reaches the stream between chunks or while it is being
+closed (``break``, then the task or the loop's finaliser cancelled during ``aclose()``) comes
+after the consumer stopped reading, so the stream counts as closed early, and the cancellation
+still propagates. The first item yielded records ``gen_ai.response.time_to_first_chunk`` and
+fires ``first_chunk``. The span is current only while the generator's own code runs,
+attached and detached around each step in the same thread or task, never across a ``yield``:
+that is what lets a stream be abandoned, finalised in another task or collected by the GC
+without OpenTelemetry's "Failed to detach context" error.
 
 Threading contract: a decorated function may be called from any thread or task at once; each
 call keeps its own span and context.
@@ -24,6 +28,7 @@ call keeps its own span and context.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import time
@@ -43,6 +48,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CLOSED_EARLY = "spanhooks.stream.closed_early"
 CHUNKS = "spanhooks.stream.chunks"
+
+_LEAVING = (asyncio.CancelledError, GeneratorExit)
+"""What an async stream ends with when it is left: cancelled, or closed while it handled the
+cancellation (an ``aclose()`` whose task was cancelled before it ran throws the cancellation
+in first, then closes the stream)."""
 
 
 class _Plan:
@@ -302,7 +312,9 @@ def _wrap_async_generator(
                 return
             except BaseException as exc:
                 _detach(token)
-                await _finish_async(call, None, exc)
+                # a cancellation thrown in between chunks, ending the stream as it passes
+                left = isinstance(thrown, asyncio.CancelledError) and isinstance(exc, _LEAVING)
+                await _fail_async(call, exc, left)
                 raise
             try:
                 if call.chunk(item) is not None:
@@ -318,12 +330,12 @@ def _wrap_async_generator(
                     await inner.aclose()
                 except BaseException as exc:
                     _detach(token)
-                    await _finish_async(call, None, exc)
+                    await _fail_async(call, exc, isinstance(exc, asyncio.CancelledError))
                     raise
                 _detach(token)
                 await _finish_async(call, None, None, closed_early=True)
                 raise
-            except BaseException as exc:
+            except BaseException as exc:  # athrow(); a cancellation here comes between chunks
                 thrown = exc
 
     return stream
@@ -350,6 +362,12 @@ async def _finish_async(
 ) -> None:
     args = _end_args(call, value, error, closed_early)
     await call.plan.manager.emit_async(call.plan.end, *args, call_id=call.call_id)
+
+
+async def _fail_async(call: _Call, error: BaseException, left: bool) -> None:
+    """End an async stream's span for ``error``, or, when the consumer had ``left`` (``error``
+    is a cancellation that reached a stream no longer being read), as closed early."""
+    await _finish_async(call, None, None if left else error, closed_early=left)
 
 
 def _decorator(

@@ -411,6 +411,9 @@ UNMATCHED_ENDS = MetricDef(
 )
 
 # The OpenTelemetry GenAI client metrics under their Prometheus names (see metrics/genai.py).
+# These are the label names a series may carry: one whose spans lack an attribute the
+# conventions make conditional or recommended (error_type on success, server_port unknown)
+# leaves that label out rather than exporting it as "" (except in multiprocess mode).
 _GEN_AI_LABELS = (
     "gen_ai_operation_name",
     "gen_ai_provider_name",

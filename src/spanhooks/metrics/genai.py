@@ -6,7 +6,10 @@ output tokens, by ``gen_ai.token.type``), plus ``gen_ai.client.operation.time_to
 for streams, with the conventions' bucket boundaries and attributes. They are recorded twice
 from the same observation: through the OpenTelemetry metrics API (so a MeterProvider exports
 them over OTLP) and into histograms that ``/metrics`` serves under the Prometheus names
-(``gen_ai_client_operation_duration_seconds``, ``gen_ai_client_token_usage``...).
+(``gen_ai_client_operation_duration_seconds``, ``gen_ai_client_token_usage``...). Both sides
+carry an attribute the conventions make conditional (``error.type`` on failure,
+``server.port`` when known) only when the span has it: absent, not empty (on ``/metrics``
+except in multiprocess mode, see :meth:`GenAIMetricsProcessor.metric_families`).
 
 By default only spanhooks' own spans count (decorators and event sets): instrumentations that
 follow the conventions, such as openai-v2, record these metrics themselves, and counting their
@@ -25,6 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 
 from spanhooks._version import __version__
 from spanhooks.events.scope import event_set_of
@@ -35,6 +39,7 @@ from spanhooks.metrics.families import (
     BucketHistogram,
     register_source,
 )
+from spanhooks.metrics.multiprocess import multiprocess_dir
 
 __all__ = [
     "CLIENT_OPERATIONS",
@@ -175,9 +180,32 @@ class GenAIMetricsProcessor(SpanProcessor):
         return True
 
     def metric_families(self) -> Iterable[Metric]:
-        yield self.durations.family(GEN_AI_OPERATION_DURATION)
-        yield self.tokens.family(GEN_AI_TOKEN_USAGE)
-        yield self.first_chunks.family(GEN_AI_TIME_TO_FIRST_CHUNK)
+        """The three histograms; a series leaves out the labels its spans had no attribute for
+        (``error_type`` of a call that succeeded, ``server_port`` unknown), as the OTLP side
+        does, instead of exporting them as ``""``.
+
+        In multiprocess mode the labels stay, empty: the mirror copies each family into one
+        prometheus_client histogram, whose label names are fixed, and series of one family
+        with different label names would fail there. Prometheus stores an empty label as
+        absent, so queries (``error_type!=""``) read both the same.
+        """
+        fixed = multiprocess_dir() is not None
+        for histogram, definition in (
+            (self.durations, GEN_AI_OPERATION_DURATION),
+            (self.tokens, GEN_AI_TOKEN_USAGE),
+            (self.first_chunks, GEN_AI_TIME_TO_FIRST_CHUNK),
+        ):
+            family = histogram.family(definition)
+            if not fixed:
+                family.samples = [_without_absent(sample) for sample in family.samples]
+            yield family
+
+
+def _without_absent(sample: Sample) -> Sample:
+    """``sample`` without its empty labels: those whose attribute the spans did not have."""
+    if "" not in sample.labels.values():
+        return sample
+    return sample._replace(labels={k: v for k, v in sample.labels.items() if v != ""})
 
 
 def _recorded_attributes(attributes: Mapping[str, Any], status: StatusCode) -> dict[str, Any]:
