@@ -21,6 +21,7 @@ from typing import Any, cast
 from spanhooks.callbacks.dispatch import Dispatcher
 from spanhooks.callbacks.routes import Priority, Registration
 from spanhooks.events.spec import EventSet, EventSpec, unknown_event_message
+from spanhooks.tracing.attributes import active_policy
 from spanhooks.util.log import rate_limited
 from spanhooks.vocab import AbstractCallback
 
@@ -124,7 +125,7 @@ class EventRegistry:
                 f"unknown:{type(event).__name__}:{str(event)[:64]}",
                 "%s: emit ignored: %s",
                 self.name,
-                unknown_event_message(event, self._names()),
+                active_policy().scrub(unknown_event_message(event, self._names())),
             )
         return spec
 

@@ -34,7 +34,7 @@ from prometheus_client.core import Metric
 from spanhooks.callbacks.dispatch import Dispatcher
 from spanhooks.callbacks.routes import Route
 from spanhooks.metrics.families import ERRORS, counter, register_source
-from spanhooks.tracing.attributes import active_policy, safe_str
+from spanhooks.tracing.attributes import AttributePolicy, active_policy, coerce, safe_str
 from spanhooks.tracing.failures import error_description, exception_attributes, exception_type_name
 from spanhooks.tracing.spans import live_context
 from spanhooks.util.lazy import ProcessWide
@@ -307,11 +307,13 @@ class ErrorHandler:
         if not span.is_recording():
             span = own = self._tracer.start_span(f"handle_error {where.value}", context=ctx)
         kind = exception_type_name(error)
-        attributes = {"error.context": where.value, "error.severity": level.value}
+        policy = active_policy()  # redaction applies to the operation, message and trace
+        attributes: dict[str, Any] = {"error.context": where.value, "error.severity": level.value}
         if operation:
             attributes["error.operation"] = operation
-        policy = active_policy()  # redact_patterns apply to the message and stack trace
-        span.add_event("exception", {**exception_attributes(error, policy), **attributes})
+        span.add_event(
+            "exception", {**exception_attributes(error, policy), **recorded(attributes, policy)}
+        )
         span.set_attribute("error.type", kind)
         span.set_status(Status(StatusCode.ERROR, error_description(error, policy)))
         sc = span.get_span_context()
@@ -333,6 +335,13 @@ class ErrorHandler:
                 _LOG_LEVELS[level], "%s error in %s", level.value, label, exc_info=error
             )
         return info, span, own
+
+
+def recorded(attributes: Mapping[str, Any], policy: AttributePolicy) -> dict[str, Any]:
+    """What a subsystem may record of ``attributes`` under ``policy``: each value bounded and
+    scrubbed by its ``redact_patterns`` (:func:`coerce`), then passed through its redactor."""
+    coerced = {key: coerce(value, policy) for key, value in attributes.items()}
+    return policy.redact({key: value for key, value in coerced.items() if value is not None})
 
 
 @contextmanager

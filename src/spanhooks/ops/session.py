@@ -31,7 +31,8 @@ from prometheus_client.core import Metric
 from spanhooks.callbacks.dispatch import Dispatcher
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.metrics.families import SESSIONS, gauge, register_source
-from spanhooks.ops.errors import own_span
+from spanhooks.ops.errors import own_span, recorded
+from spanhooks.tracing.attributes import active_policy
 from spanhooks.tracing.spans import live_context
 from spanhooks.util import checks
 
@@ -233,11 +234,14 @@ class SessionState:
         ctx, _ = live_context()
         span = trace.get_current_span(ctx)
         own = None
+        policy = active_policy()  # a conversation id or reason may carry what must be hidden
         if not span.is_recording():
             span = own = self._tracer.start_span(
-                f"session {new.value}", context=ctx, attributes={"session.id": self.conversation_id}
+                f"session {new.value}",
+                context=ctx,
+                attributes=recorded({"session.id": self.conversation_id}, policy),
             )
-        span.add_event("session.status_change", attributes)
+        span.add_event("session.status_change", recorded(attributes, policy))
         with own_span(own):
             self._manager.trigger(
                 "on_state_change", user_id=self.user_id, old_state=old.value, new_state=new.value
