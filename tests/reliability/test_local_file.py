@@ -29,7 +29,7 @@ from spanhooks.util.deadline import SharedDeadline
 
 ROOT = Path(__file__).resolve().parents[2]
 BURST_SPANS = int(os.environ.get("SPANHOOKS_BURST_SPANS", "1000000"))
-RSS_BOUND_MB = 150
+RSS_BOUND_MB = 100
 
 
 @pytest.mark.slow

@@ -33,10 +33,10 @@ from spanhooks.util.forksafe import renew_in_child
 
 __all__ = ["MAX_BATCH", "MAX_BLOCK", "MAX_PENDING", "LocalFileProcessor"]
 
-MAX_PENDING = 8192
+MAX_PENDING = 2048
 """Spans that may wait for the writer before emitting threads wait for room."""
 
-MAX_BATCH = 2048
+MAX_BATCH = 512
 """Spans written by one export at most."""
 
 MAX_BLOCK = 5.0
