@@ -446,6 +446,40 @@ def test_setup_patterns_scrub_callback_failures_and_handled_errors(tmp_path: Pat
     assert SECRET not in events["exception"]["exception.stacktrace"]
 
 
+OPS_APP = """
+import sys
+import spanhooks
+from spanhooks import CallbackEvent
+from spanhooks.ops import SessionState, SessionStatus, handle_error
+
+secret, path = sys.argv[1], sys.argv[2]
+spanhooks.setup(jsonl_path=path, redact_patterns=[r"CANARY-sk-\\w+"])
+handle_error(RuntimeError("expired"), "tool", operation=f"refresh {secret}")
+session = SessionState(f"conversation-{secret}")
+session.update_status(SessionStatus.ACTIVE, reason=f"user said {secret}")
+spanhooks.emit(f"unknown-{secret}")
+spanhooks.shutdown()
+"""
+
+
+def test_setup_patterns_scrub_what_the_subsystems_record_and_log(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    (tmp_path / "app.py").write_text(OPS_APP)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "app.py"), SECRET, str(path)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    text = path.read_text()
+    assert REDACTED in text  # the operation, the session id and the reason were there
+    assert SECRET not in text
+    assert SECRET not in done.stderr + done.stdout
+
+
 def test_redactor_failures_are_counted_on_metrics(tmp_path: Path) -> None:
     def broken(key: str, value: Any) -> Any:
         raise RuntimeError("no")
