@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -22,51 +17,6 @@ from spanhooks import CallbackEvent, CallbackManager, JsonlSpanExporter
 from spanhooks.export.replay import replay
 
 Request = trace_service_pb2.ExportTraceServiceRequest
-
-
-class _HttpSink(http.server.BaseHTTPRequestHandler):
-    received: ClassVar[list[Any]] = []
-
-    def do_POST(self) -> None:
-        request = Request()
-        request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).received.append(request)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _GrpcSink(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
-        self.received: list[Any] = []
-
-    def Export(self, request: Any, context: Any) -> Any:
-        self.received.append(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@pytest.fixture
-def http_sink() -> Iterator[tuple[str, list[Any]]]:
-    _HttpSink.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HttpSink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _HttpSink.received
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def grpc_sink() -> Iterator[tuple[str, list[Any]]]:
-    sink = _GrpcSink()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(sink, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"http://127.0.0.1:{port}", sink.received
-    server.stop(grace=None)
 
 
 def capture_file(tmp_path: Path, file_format: str) -> tuple[Path, list[Any]]:

@@ -6,19 +6,14 @@ once per process, as in a real application.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
-import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanhooks import CallbackEvent
@@ -204,38 +199,10 @@ def test_a_running_process_file_is_current_within_the_flush_interval(tmp_path: P
         process.wait()
 
 
-class _OtlpSink(http.server.BaseHTTPRequestHandler):
-    received: ClassVar[list[ExportTraceServiceRequest]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        type(self).received.append(request)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.end_headers()
-        self.wfile.write(b"")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def otlp_sink() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
-    _OtlpSink.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _OtlpSink.received
-    server.shutdown()
-    server.server_close()
-
-
 def test_the_otlp_endpoint_variable_adds_otlp_export(
-    tmp_path: Path, otlp_sink: tuple[str, list[ExportTraceServiceRequest]]
+    tmp_path: Path, http_sink: tuple[str, list[ExportTraceServiceRequest]]
 ) -> None:
-    endpoint, received = otlp_sink
+    endpoint, received = http_sink
     run(
         tmp_path,
         """
@@ -275,9 +242,9 @@ spanhooks.emit(CallbackEvent.TOOL_END, "exported", "ok")
 
 
 def test_otel_traces_exporter_none_turns_otlp_off_even_with_an_endpoint(
-    tmp_path: Path, otlp_sink: tuple[str, list[ExportTraceServiceRequest]]
+    tmp_path: Path, http_sink: tuple[str, list[ExportTraceServiceRequest]]
 ) -> None:
-    endpoint, received = otlp_sink
+    endpoint, received = http_sink
     run(tmp_path, EXPORTED_PAIR, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_TRACES_EXPORTER="none")
     assert received == []
     assert len(records(tmp_path / "spanhooks-traces.jsonl")) == 1  # the local file is spanhooks'
@@ -289,9 +256,9 @@ def test_otel_traces_exporter_console_prints_each_span_on_stdout(tmp_path: Path)
 
 
 def test_otel_traces_exporter_lists_both_otlp_and_console(
-    tmp_path: Path, otlp_sink: tuple[str, list[ExportTraceServiceRequest]]
+    tmp_path: Path, http_sink: tuple[str, list[ExportTraceServiceRequest]]
 ) -> None:
-    endpoint, received = otlp_sink
+    endpoint, received = http_sink
     done = run(
         tmp_path,
         EXPORTED_PAIR,
