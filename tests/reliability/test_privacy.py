@@ -425,9 +425,9 @@ spanhooks.shutdown()
 """
 
 
-def test_setup_patterns_scrub_callback_failures_and_handled_errors(tmp_path: Path) -> None:
-    path = tmp_path / "traces.jsonl"
-    (tmp_path / "app.py").write_text(ERRORS_APP)
+def run_with_secret(tmp_path: Path, app: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``app`` in a fresh interpreter with the canary and a JSONL path as its arguments."""
+    (tmp_path / "app.py").write_text(app)
     done = subprocess.run(
         [sys.executable, str(tmp_path / "app.py"), SECRET, str(path)],
         cwd=tmp_path,
@@ -437,6 +437,12 @@ def test_setup_patterns_scrub_callback_failures_and_handled_errors(tmp_path: Pat
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_setup_patterns_scrub_callback_failures_and_handled_errors(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    run_with_secret(tmp_path, ERRORS_APP, path)
     text = path.read_text()
     assert SECRET not in text
     records = [json.loads(line) for line in text.splitlines()]
@@ -464,16 +470,7 @@ spanhooks.shutdown()
 
 def test_setup_patterns_scrub_what_the_subsystems_record_and_log(tmp_path: Path) -> None:
     path = tmp_path / "traces.jsonl"
-    (tmp_path / "app.py").write_text(OPS_APP)
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "app.py"), SECRET, str(path)],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_with_secret(tmp_path, OPS_APP, path)
     text = path.read_text()
     assert REDACTED in text  # the operation, the session id and the reason were there
     assert SECRET not in text
