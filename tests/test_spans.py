@@ -395,7 +395,7 @@ def test_payloads_that_cannot_be_serialised_never_raise(spanhooks_capture: Captu
     spanhooks_capture.manager.emit("thing_start", Hostile(), cyclic, b"\x00\xff", float("nan"))
     spanhooks_capture.manager.emit("thing_end")
     attrs = spanhooks_capture.span("thing").attributes or {}
-    assert attrs["odd.a"] == "<Hostile>"
+    assert attrs["odd.a"].startswith("<unrepresentable ")
     assert attrs["odd.b"] == '{"name":"loop","self":"<cycle>"}'
     assert attrs["odd.c"] == "<2 bytes>"
     assert attrs["odd.d"] == "nan"

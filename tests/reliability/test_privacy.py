@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,8 +36,8 @@ from spanhooks.metrics.cardinality import MAX_SERIES, OTHER, LabelLimiter, Serie
 from spanhooks.metrics.families import EVENTS, BucketHistogram, counter, install_collector
 from spanhooks.metrics.server import start_metrics_server
 from spanhooks.testing import Capture, capture
-from spanhooks.tracing.attributes import REDACTED
-from spanhooks.util.log import safe_url
+from spanhooks.util.log import MAX_LOG_MESSAGE_LENGTH, MAX_LOG_TRACEBACK_LENGTH, safe_url
+from spanhooks.util.redaction import REDACTED
 from spanhooks.vocab.logillm import ModuleEndEvent
 
 SECRET = "CANARY-sk-7f3a9c1e"
@@ -511,6 +512,75 @@ def test_an_invalid_redact_pattern_in_the_environment_stops_setup(tmp_path: Path
     assert "ValueError: SPANHOOKS_REDACT_PATTERN: redact pattern '(unclosed' does not compile" in (
         done.stderr
     )
+
+
+# -- what has no policy of its own: spanhooks' log lines and /metrics label values -------------
+
+
+@pytest.fixture
+def secret_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The canary as the process-wide pattern, as ``SPANHOOKS_REDACT_PATTERN`` sets it."""
+    monkeypatch.setenv("SPANHOOKS_REDACT_PATTERN", r"CANARY-sk-\w+")
+
+
+def raised(error: BaseException) -> BaseException:
+    try:
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def test_spanhooks_log_lines_and_their_tracebacks_are_scrubbed(
+    secret_pattern: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="spanhooks")
+    error = raised(ValueError(f"refused {SECRET}"))
+    logging.getLogger("spanhooks").warning("call %s failed", SECRET, exc_info=error)
+    [record] = caplog.records
+    assert record.getMessage() == f"call {REDACTED} failed"
+    assert record.exc_info is None  # no handler can format the original traceback again
+    assert record.exc_text is not None and f"ValueError: refused {REDACTED}" in record.exc_text
+    assert SECRET not in caplog.text and REDACTED in caplog.text
+
+
+def test_spanhooks_log_lines_and_tracebacks_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="spanhooks")
+    deep = raised(RuntimeError("x" * 100_000))
+    logging.getLogger("spanhooks").warning("%s", "y" * 1_000_000, exc_info=deep)
+    [record] = caplog.records
+    assert len(record.getMessage()) == MAX_LOG_MESSAGE_LENGTH
+    assert record.exc_text is not None and len(record.exc_text) <= MAX_LOG_TRACEBACK_LENGTH
+    assert record.exc_text.startswith("…")  # the tail is kept: it names the error
+
+
+def test_a_log_argument_that_cannot_be_printed_still_gives_its_line(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    caplog.set_level(logging.WARNING, logger="spanhooks")
+    logging.getLogger("spanhooks").warning("value %r", Unprintable())
+    assert [r.getMessage() for r in caplog.records] == ["value %r (arguments not representable)"]
+    assert "Logging error" not in capsys.readouterr().err
+
+
+def test_metric_label_values_are_scrubbed_at_scrape_time(secret_pattern: None) -> None:
+    spans = SpanMetricsProcessor()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(spans)
+    operation = {"gen_ai.operation.name": f"op {SECRET}"}
+    with provider.get_tracer("other-instrumentation").start_as_current_span(
+        "x", attributes=operation
+    ):
+        pass
+    registry = CollectorRegistry()
+    install_collector(registry)
+    text = generate_latest(registry).decode()
+    provider.shutdown()
+    assert SECRET not in text
+    assert f'operation="op {REDACTED}"' in text
 
 
 def test_the_logillm_jsonl_logger_applies_the_environment_pattern_too(

@@ -26,15 +26,12 @@ from spanhooks.callbacks.registry import EventRef, EventRegistry
 from spanhooks.callbacks.routes import Priority, Route
 from spanhooks.callbacks.stats import EventMetrics
 from spanhooks.events.spec import EventSet, EventSpec, Phase
-from spanhooks.tracing.attributes import (
-    AttributePolicy,
-    capture_content_from_env,
-    redact_pattern_from_env,
-)
+from spanhooks.tracing.attributes import AttributePolicy, capture_content_from_env
 from spanhooks.tracing.recorder import PROVIDER_WATCH, SpanRecorder, bind
 from spanhooks.tracing.spans import OpenSpans
 from spanhooks.util import checks
 from spanhooks.util.env import env_flag
+from spanhooks.util.redaction import redact_pattern_from_env
 from spanhooks.vocab import BUILTIN_EVENT_SETS, AbstractCallback
 
 __all__ = ["AbstractCallback", "CallbackManager", "EventRecord", "get_callback_manager"]
@@ -351,7 +348,7 @@ class CallbackManager:
             return None
         try:  # the steps of _target(), inlined: this is the hot path
             spec = self._registry.specs[event]
-        except (KeyError, TypeError):
+        except Exception:  # not a name: a typed event, or an object whose __hash__ raises
             typed = self._registry.resolve_payload(event)
             if typed is None:
                 return None
@@ -454,7 +451,7 @@ class CallbackManager:
         traced; counted. :meth:`emit` inlines these steps, as it is the hot path."""
         try:
             spec = self._registry.specs[event]
-        except (KeyError, TypeError):
+        except Exception:  # not a name: a typed event, or an object whose __hash__ raises
             typed = self._registry.resolve_payload(event)
             if typed is None:
                 return None

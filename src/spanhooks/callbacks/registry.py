@@ -23,6 +23,7 @@ from spanhooks.callbacks.routes import Priority, Registration
 from spanhooks.events.spec import EventSet, EventSpec, unknown_event_message
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.util.log import rate_limited
+from spanhooks.util.text import safe_str, type_name
 from spanhooks.vocab import AbstractCallback
 
 __all__ = ["EventRef", "EventRegistry"]
@@ -113,7 +114,7 @@ class EventRegistry:
             return self.by_type[event]
         try:
             return self.specs[event]
-        except (KeyError, TypeError):
+        except Exception:  # unknown, unhashable, or a __hash__ / __eq__ that raises
             raise ValueError(unknown_event_message(event, self._names())) from None
 
     def resolve_payload(self, event: object) -> EventSpec | None:
@@ -122,7 +123,7 @@ class EventRegistry:
         if spec is None:
             rate_limited.log(
                 logging.WARNING,
-                f"unknown:{type(event).__name__}:{str(event)[:64]}",
+                f"unknown:{type_name(event)}:{safe_str(event)[:64]}",
                 "%s: emit ignored: %s",
                 self.name,
                 active_policy().scrub(unknown_event_message(event, self._names())),

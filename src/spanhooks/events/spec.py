@@ -17,6 +17,8 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from spanhooks.util.text import safe_repr, safe_str
+
 __all__ = [
     "EventSet",
     "EventSpec",
@@ -306,6 +308,7 @@ class EventSet:
 def unknown_event_message(name: object, known: Iterable[str]) -> str:
     """A clear "unknown event" message with the closest declared names as suggestions."""
     names = sorted({str(k) for k in known})
-    close = difflib.get_close_matches(str(name), names, n=3)
+    close = difflib.get_close_matches(safe_str(name), names, n=3)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return f"unknown event {name!r}{hint} (declared: {len(names)} events; declare it first)"
+    shown = safe_repr(name, 200)
+    return f"unknown event {shown}{hint} (declared: {len(names)} events; declare it first)"

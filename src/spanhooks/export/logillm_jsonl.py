@@ -18,11 +18,8 @@ from typing import IO, Any
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.export.jsonl import _repair_torn_tail, dumps
-from spanhooks.tracing.attributes import (
-    AttributePolicy,
-    capture_content_from_env,
-    redact_pattern_from_env,
-)
+from spanhooks.tracing.attributes import AttributePolicy, capture_content_from_env
+from spanhooks.util.redaction import redact_pattern_from_env
 from spanhooks.vocab.logillm import LOGILLM
 
 __all__ = ["JSONLCallback", "register_jsonl_logger"]

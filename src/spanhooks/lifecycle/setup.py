@@ -71,13 +71,13 @@ from spanhooks.tracing.attributes import (
     AttributePolicy,
     Redactor,
     capture_content_from_env,
-    redact_pattern_from_env,
     set_active_policy,
 )
 from spanhooks.tracing.context import attach_parent_from_env
 from spanhooks.util import checks
 from spanhooks.util.deadline import SharedDeadline
 from spanhooks.util.env import env_flag, env_float, env_int
+from spanhooks.util.redaction import redact_pattern_from_env
 from spanhooks.util.signals import add_termination_hook, remove_termination_hook
 
 __all__ = [

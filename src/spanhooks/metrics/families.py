@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +38,7 @@ from prometheus_client.samples import Exemplar, Sample
 
 from spanhooks.metrics.cardinality import MAX_LABEL_VALUES, MAX_SERIES, SeriesLimiter
 from spanhooks.util.forksafe import fork_safe_lock
+from spanhooks.util.redaction import current_pattern, scrub
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -118,12 +120,23 @@ class SpanhooksCollector(Collector):
                     merged[family.name] = family
                 elif existing.type == family.type:
                     existing.samples.extend(family.samples)
+        pattern = current_pattern()  # label values are application text: scrub them too
         for family in merged.values():
-            family.samples = _sum_duplicates(_capped_samples(family.name, family.samples))
+            samples = family.samples
+            if pattern is not None:
+                samples = [_scrubbed(sample, pattern) for sample in samples]
+            family.samples = _sum_duplicates(_capped_samples(family.name, samples))
             yield family
 
     def describe(self) -> Iterable[Metric]:
         return ()  # computed families: describing them would run a collection at register time
+
+
+def _scrubbed(sample: Sample, pattern: re.Pattern[str]) -> Sample:
+    """``sample`` with every label value scrubbed of ``pattern`` (two series that differed only
+    in a secret become one, added up by :func:`_sum_duplicates`)."""
+    labels = {key: scrub(value, pattern) for key, value in sample.labels.items()}
+    return sample if labels == sample.labels else sample._replace(labels=labels)
 
 
 def _capped_samples(name: str, samples: list[Sample]) -> list[Sample]:

@@ -40,6 +40,7 @@ from spanhooks.metrics.families import (
     register_source,
 )
 from spanhooks.metrics.multiprocess import multiprocess_dir
+from spanhooks.util.redaction import current_pattern, scrub
 
 __all__ = [
     "CLIENT_OPERATIONS",
@@ -216,4 +217,7 @@ def _recorded_attributes(attributes: Mapping[str, Any], status: StatusCode) -> d
         recorded["gen_ai.provider.name"] = attributes["gen_ai.system"]
     if status is StatusCode.ERROR and "error.type" not in recorded:
         recorded["error.type"] = "_OTHER"
+    pattern = current_pattern()  # spanhooks' own spans are scrubbed already; foreign ones not
+    if pattern is not None:
+        recorded = {k: scrub(v, pattern) if type(v) is str else v for k, v in recorded.items()}
     return recorded

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,10 +33,11 @@ from prometheus_client.core import Metric
 from spanhooks.callbacks.dispatch import Dispatcher
 from spanhooks.callbacks.routes import Route
 from spanhooks.metrics.families import ERRORS, counter, register_source
-from spanhooks.tracing.attributes import AttributePolicy, active_policy, coerce, safe_str
+from spanhooks.tracing.attributes import AttributePolicy, active_policy, coerce
 from spanhooks.tracing.failures import error_description, exception_attributes, exception_type_name
 from spanhooks.tracing.spans import live_context
 from spanhooks.util.lazy import ProcessWide
+from spanhooks.util.text import safe_str, traceback_text
 
 __all__ = [
     "ErrorContext",
@@ -317,7 +317,7 @@ class ErrorHandler:
         span.set_attribute("error.type", kind)
         span.set_status(Status(StatusCode.ERROR, error_description(error, policy)))
         sc = span.get_span_context()
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        text = traceback_text(error)
         ids = (format(sc.span_id, "016x"), format(sc.trace_id, "032x")) if sc.is_valid else ()
         meta = dict(metadata or {})
         info = ErrorInfo(error, where, level, operation, meta, time.time(), text[-8192:], *ids)
@@ -330,11 +330,29 @@ class ErrorHandler:
             self._recent.append(info)
             self._exported[where.value, level.value] += 1
         if self._logger is not None:
-            label = f"{where.value} ({operation})" if operation else where.value
+            self._log(level, where, operation, error, policy)
+        return info, span, own
+
+    def _log(
+        self,
+        level: ErrorSeverity,
+        where: ErrorContext,
+        operation: str | None,
+        error: BaseException,
+        policy: AttributePolicy,
+    ) -> None:
+        """One record on the handler's logger, with the exception for its traceback. Under
+        ``redact_patterns`` the operation is scrubbed and the traceback is given as scrubbed
+        text instead (the logger's handlers are not spanhooks', and would print it whole)."""
+        assert self._logger is not None
+        label = f"{where.value} ({policy.scrub(operation)})" if operation else where.value
+        if not policy.redact_patterns:
             self._logger.log(
                 _LOG_LEVELS[level], "%s error in %s", level.value, label, exc_info=error
             )
-        return info, span, own
+            return
+        text = policy.scrub(traceback_text(error).rstrip())
+        self._logger.log(_LOG_LEVELS[level], "%s error in %s\n%s", level.value, label, text)
 
 
 def recorded(attributes: Mapping[str, Any], policy: AttributePolicy) -> dict[str, Any]:

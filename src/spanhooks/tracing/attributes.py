@@ -5,6 +5,16 @@ truncated. Values under sensitive keys (``api_key``, ``password``, ...) are reda
 arguments (prompts, messages, tool arguments and results) are left out unless capture is on.
 None of these functions raises: a value that cannot be represented becomes a placeholder.
 
+Payloads that fight back are read without running their code where possible: types are tested
+with ``type(value)`` (``isinstance`` would call an instance's ``__getattribute__``), a str, int
+or float subclass is copied through the base type's own method, and whatever user code does run
+(``__str__``, ``__iter__``, ``items()``, a dataclass field) runs under ``except Exception``, so
+an object whose dunders raise is recorded as ``<unrepresentable TYPE>``. KeyboardInterrupt,
+SystemExit and cancellation are not Exceptions: they still propagate.
+
+Bounds: each value to ``max_length`` characters (a sequence's strings together), at most
+``max_attributes`` per span or span event, and keys as :mod:`spanhooks.tracing.bounds` says.
+
 Redaction of your own runs here too, so no span processor or exporter ever sees the original:
 ``redact_patterns`` (regular expressions; every match inside a string, a JSON document or a
 string sequence becomes ``[REDACTED]`` before truncation) and ``redactor``, a callable
@@ -23,41 +33,37 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.core import Metric
 
 from spanhooks.events.spec import Bound, EventSpec, Phase
 from spanhooks.metrics.families import REDACTION_FAILURES, count_value, counter, register_source
+from spanhooks.tracing.bounds import MAX_ATTRIBUTE_KEY_LENGTH, bounded_key
 from spanhooks.util.log import rate_limited
+from spanhooks.util.redaction import (
+    REDACTED,
+    compile_redact_patterns,
+    install_pattern,
+    is_sensitive,
+)
+from spanhooks.util.text import safe_str, truncate, type_name, unrepresentable
 
 __all__ = [
-    "REDACTED",
-    "REDACT_PATTERN_ENV",
     "AttributePolicy",
     "Redactor",
     "active_policy",
     "capture_content_from_env",
     "coerce",
-    "compile_redact_patterns",
-    "redact_pattern_from_env",
     "redaction_failures_total",
-    "safe_str",
     "set_active_policy",
     "to_json",
-    "truncate",
 ]
 
 AttributeValue = str | bool | int | float | tuple[str, ...] | tuple[int, ...] | tuple[float, ...]
 
-REDACTED = "[REDACTED]"
-UNREPRESENTABLE = "<unrepresentable>"
-_SENSITIVE = re.compile(
-    r"(?i)^(.*[_-])?(api[_-]?key|apikey|authorization|auth|password|passwd|secret|"
-    r"client[_-]?secret|token|access[_-]?token|refresh[_-]?token|cookie|credentials?)$"
-)
 _MAX_DEPTH = 8
 _MISSING = object()
 _Plan = tuple[tuple[tuple[str, str, bool], ...], frozenset[str], bool]
@@ -66,50 +72,9 @@ its declared arguments (anything else bound is an extra argument), and whether i
 nothing but extra arguments (no steps, no extractors): an end event that only repeats its
 start's key and carries content, for example."""
 _RESERVED_ATTRIBUTES = 3  # gen_ai.operation.name, error.type, spanhooks.abandoned
-REDACT_PATTERN_ENV = "SPANHOOKS_REDACT_PATTERN"
-"""One regular expression (alternatives joined with ``|``) redacted wherever it matches."""
 
 Redactor = Callable[[str, Any], Any]
 """``(attribute key, value as it would be recorded) -> value to record, or None to drop it``."""
-
-
-def compile_redact_patterns(
-    patterns: Iterable[str | re.Pattern[str]] | str | re.Pattern[str] | None,
-) -> re.Pattern[str] | None:
-    """One compiled alternation of ``patterns`` (None when there are none).
-
-    Raises TypeError for something that is not a str or compiled pattern, and ValueError for
-    a pattern that does not compile or that matches the empty string (it would redact between
-    every character).
-    """
-    if patterns is None:
-        return None
-    if isinstance(patterns, str | re.Pattern):
-        patterns = [patterns]
-    sources: list[str] = []
-    for pattern in patterns:
-        if isinstance(pattern, re.Pattern):
-            if not isinstance(pattern.pattern, str):
-                raise TypeError(f"redact patterns must match str, not bytes: {pattern!r}")
-            letters = "".join(
-                letter for flag, letter in _SCOPED_FLAGS if pattern.flags & flag
-            )  # a compiled pattern keeps its flags inside the alternation
-            source = f"(?{letters}:{pattern.pattern})" if letters else pattern.pattern
-        elif isinstance(pattern, str):
-            source = pattern
-        else:
-            raise TypeError(f"redact patterns must be str or re.Pattern, got {pattern!r}")
-        try:
-            compiled = re.compile(source)
-        except re.error as error:
-            raise ValueError(f"redact pattern {source!r} does not compile: {error}") from None
-        if compiled.fullmatch(""):
-            raise ValueError(f"redact pattern {source!r} matches the empty string")
-        sources.append(f"(?:{source})")
-    return re.compile("|".join(sources)) if sources else None
-
-
-_SCOPED_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
 
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -121,34 +86,17 @@ def capture_content_from_env() -> bool:
     return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_VALUES
 
 
-def redact_pattern_from_env() -> re.Pattern[str] | None:
-    """The pattern in ``SPANHOOKS_REDACT_PATTERN``, if set; ValueError if it is invalid.
-
-    An invalid pattern is an error rather than a warning: ignoring it would record what the
-    operator asked to hide.
-    """
-    raw = os.environ.get(REDACT_PATTERN_ENV, "")
-    if not raw.strip():
-        return None
-    try:
-        return compile_redact_patterns([raw])
-    except ValueError as error:
-        raise ValueError(f"{REDACT_PATTERN_ENV}: {error}") from None
-
-
-def is_sensitive(key: str) -> bool:
-    """True for keys whose values are redacted by default (``api_key``, ``token``, ...)."""
-    return bool(_SENSITIVE.match(key))
-
-
 @dataclass(frozen=True)
 class AttributePolicy:
     """What may be recorded and how large it may be; immutable, so emit reads it lock-free."""
 
     capture_content: bool = False
     max_length: int = 4096
+    """Characters per attribute value: a string, a JSON document, or a sequence's strings
+    together (a longer sequence is recorded as truncated JSON instead)."""
     max_attributes: int = 128
-    """Attributes per event; past it, arguments and content are left out but ids are kept.
+    """Attributes per event and per span (start and end together, :meth:`fit`); past it,
+    arguments and content are left out but ids are kept.
 
     The SDK evicts the oldest attribute when a span is full, which would drop ids first; so
     spanhooks stops short of the limit itself, keeping room for the attributes it adds.
@@ -215,41 +163,56 @@ class AttributePolicy:
         The order matters because the SDK drops attributes past its count limit: what
         identifies a call must survive, bulky content may not. How each declared argument is
         recorded is planned once per event (see :meth:`_plan`), not worked out per emit.
+        Never raises an Exception: each step is guarded, and should one still fail, the event
+        keeps its span with no attributes and the failure is logged.
         """
-        steps, declared, silent = self._plans.get(spec) or self._plan(spec)
-        if silent and declared.issuperset(bound):
+        try:
+            steps, declared, silent = self._plans.get(spec) or self._plan(spec)
+            if silent and declared.issuperset(bound):
+                return {}
+            attrs: dict[str, AttributeValue] = {}
+            room = self.max_attributes - _RESERVED_ATTRIBUTES
+            if spec.extract is not None:
+                self._extracted(spec.extract, bound, attrs, room)
+            for arg, key, redact in steps:
+                value = bound.get(arg, _MISSING)
+                if value is _MISSING or len(attrs) >= room:
+                    continue
+                if redact:
+                    attrs[key] = REDACTED
+                else:
+                    coerced = coerce(value, self)
+                    if coerced is not None:
+                        attrs[key] = coerced
+            if spec.record_args and not declared.issuperset(bound):
+                self._extra_arguments(declared, spec.event_set, bound, attrs, room)
+            if self.capture_content and spec.extract_content is not None:
+                self._extracted(spec.extract_content, bound, attrs, room)
+            if self.redactor is not None:
+                return self.redact(attrs)
+            return attrs
+        except Exception as error:  # a defect, not a payload: keep the span, log the type
+            rate_limited.log(
+                logging.ERROR,
+                "attributes",
+                "attributes of %s.%s could not be built (%s); recorded without them",
+                spec.event_set,
+                spec.name,
+                type_name(error),
+            )
             return {}
-        attrs: dict[str, AttributeValue] = {}
-        if spec.extract is not None:
-            try:
-                extracted = spec.extract(bound)
-            except Exception:  # a payload shaped unlike the seed's: keep the other attributes
-                extracted = {}
-            for key, value in extracted.items():
-                self._put(attrs, key, value)
-        room = self.max_attributes - _RESERVED_ATTRIBUTES
-        for arg, key, redact in steps:
-            value = bound.get(arg, _MISSING)
-            if value is _MISSING or len(attrs) >= room:
-                continue
-            if redact:
-                attrs[key] = REDACTED
-            else:
-                coerced = coerce(value, self)
-                if coerced is not None:
-                    attrs[key] = coerced
-        if spec.record_args and not declared.issuperset(bound):
-            self._extra_arguments(declared, spec.event_set, bound, attrs, room)
-        if self.capture_content and spec.extract_content is not None:
-            try:
-                extracted = spec.extract_content(bound)
-            except Exception:
-                extracted = {}
-            for key, value in extracted.items():
-                self._put(attrs, key, value)
-        if self.redactor is not None:
-            return self.redact(attrs)
-        return attrs
+
+    def fit(self, attrs: dict[str, AttributeValue], present: int) -> dict[str, AttributeValue]:
+        """``attrs`` cut to what a span holding ``present`` attributes may still take.
+
+        Keeps ``max_attributes`` per span when an end adds to its start's attributes, with two
+        slots left for ``error.type`` and ``spanhooks.abandoned``; the first attributes (ids)
+        are the ones kept. Returns ``attrs`` itself when it fits.
+        """
+        room = self.max_attributes - 2 - present
+        if len(attrs) <= room:
+            return attrs
+        return dict(itertools.islice(attrs.items(), max(0, room)))
 
     def redact(self, attrs: Mapping[str, Any]) -> dict[str, AttributeValue]:
         """Run the redactor over built attributes; what it returns is coerced and bounded."""
@@ -292,7 +255,7 @@ class AttributePolicy:
             mapped = spec.attributes.get(arg)
             if arg == repeated or (mapped is None and not spec.record_args):
                 continue
-            key = mapped if mapped is not None else f"{spec.event_set}.{arg}"
+            key = bounded_key(mapped if mapped is not None else f"{spec.event_set}.{arg}")
             if arg in spec.content:
                 if self.capture_content:
                     content.append((arg, key, False))
@@ -314,62 +277,107 @@ class AttributePolicy:
         attrs: dict[str, AttributeValue],
         room: int,
     ) -> None:
-        """Arguments the declaration does not name (extra positionals, unknown keywords)."""
+        """Arguments the declaration does not name (extra positionals, unknown keywords).
+
+        Their names are user input: the key is cut to :data:`MAX_ATTRIBUTE_KEY_LENGTH` after
+        the sensitivity check (which sees the whole name, so a cut cannot hide ``_token``).
+        """
         for arg, value in bound.items():
-            if arg in declared or len(attrs) >= room:
+            if len(attrs) >= room:
+                return
+            try:
+                if arg in declared:
+                    continue
+                name = arg if type(arg) is str else safe_str(arg)
+                key = bounded_key(f"{event_set}.{name}")
+                if self.sensitive(name):
+                    attrs[key] = REDACTED
+                else:
+                    self._put(attrs, key, value)
+            except Exception:  # a keyword name that fights back: leave that argument out
                 continue
-            key = f"{event_set}.{arg}"
-            if self.sensitive(arg):
-                attrs[key] = REDACTED
-            else:
-                self._put(attrs, key, value)
+
+    def _extracted(
+        self,
+        extract: Callable[[Bound], Mapping[str, Any]],
+        bound: Bound,
+        attrs: dict[str, AttributeValue],
+        room: int,
+    ) -> None:
+        """Attributes an extractor computes, up to ``room``; keys cut, values coerced."""
+        try:
+            extracted = extract(bound)
+            for key, value in extracted.items():
+                if len(attrs) >= room:
+                    return
+                self._put(attrs, key if type(key) is str else safe_str(key), value)
+        except Exception:  # a payload shaped unlike the seed's: keep the other attributes
+            return
 
     def _put(self, attrs: dict[str, AttributeValue], key: str, value: Any) -> None:
         coerced = coerce(value, self)
         if coerced is not None:
-            attrs[key] = coerced
+            attrs[key if len(key) <= MAX_ATTRIBUTE_KEY_LENGTH else bounded_key(key)] = coerced
 
 
 def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:
-    """One attribute value within the policy's length limit, or None to leave the key out."""
-    if isinstance(value, str):  # the common case first
+    """One attribute value within the policy's length limit, or None to leave the key out.
+
+    The result is always a plain str, bool, int, float or tuple of one of them, never a
+    subclass (an exporter calling ``len()`` on it runs no user code). Never raises an
+    Exception: a value whose dunders raise becomes ``<unrepresentable TYPE>``.
+    """
+    if type(value) is str:  # the common case first: no user code, no copy within bounds
         if policy._pattern is not None:
             value = policy._pattern.sub(REDACTED, value)
-        return truncate(value, policy.max_length)
+        return value if len(value) <= policy.max_length else truncate(value, policy.max_length)
     if value is None:
         return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if _INT64_MIN <= value <= _INT64_MAX else _big_int(value, policy.max_length)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Enum):
-        return coerce(value.value, policy)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, datetime.date | datetime.time):
-        return truncate(value.isoformat(), policy.max_length)
-    if isinstance(value, list | tuple) and value and len(value) <= 128:
-        homogeneous = _primitive_sequence(value, policy)
-        if homogeneous is not None:
-            return homogeneous
-    if isinstance(value, Mapping | list | tuple | set | frozenset) or (
-        is_dataclass(value) and not isinstance(value, type)
-    ):
+    try:
+        return _coerce(value, type(value), policy)
+    except Exception:
+        return truncate(unrepresentable(value), policy.max_length)
+
+
+def _coerce(value: Any, cls: type, policy: AttributePolicy) -> AttributeValue | None:
+    """:func:`coerce` for everything but a plain str: tests on ``cls``, which run no user code."""
+    if cls is bool:
+        return bool(value)
+    if cls is int and _INT64_MIN <= value <= _INT64_MAX:  # token counts, sizes: the usual case
+        return cast(int, value)
+    base = _base_value(value, cls, policy.max_length)
+    if base is not _NOT_BASE:
+        return base if type(base) in _NUMBERS else coerce(base, policy)  # type: ignore[return-value]
+    if issubclass(cls, datetime.date | datetime.time):
+        return coerce(safe_str(value.isoformat()), policy)
+    if issubclass(cls, list | tuple):
+        items = value if cls is list or cls is tuple else tuple(itertools.islice(value, 129))
+        if items and len(items) <= 128:
+            homogeneous = _primitive_sequence(items, policy)
+            if homogeneous is not None:
+                return homogeneous
+        return to_json(value, policy)
+    if issubclass(cls, Mapping | set | frozenset) or hasattr(cls, _DATACLASS_FIELDS):
         return to_json(value, policy)
     return truncate(policy.scrub(safe_str(value)), policy.max_length)
+
+
+_DATACLASS_FIELDS = "__dataclass_fields__"  # read on the class: is_dataclass(value) would call
+# the instance's __getattribute__ (through isinstance), which may raise
 
 
 def _primitive_sequence(
     value: list[Any] | tuple[Any, ...], policy: AttributePolicy
 ) -> AttributeValue | None:
+    """A tuple of plain strs, ints or finite floats, or None (then JSON): exact types only, so
+    no item's code runs; strs that are longer than ``max_length`` together give None."""
     first = type(value[0])
     if first not in (str, int, float) or any(type(item) is not first for item in value):
         return None
     if first is str:
         limit = policy.max_length
-        return tuple(truncate(policy.scrub(item), limit) for item in value)
+        texts = tuple(truncate(policy.scrub(item), limit) for item in value)
+        return texts if sum(map(len, texts)) <= limit else None
     if first is float and not all(math.isfinite(item) for item in value):
         return None
     if first is int and not all(_INT64_MIN <= item <= _INT64_MAX for item in value):
@@ -381,17 +389,34 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 """OTLP carries int64: a larger int would make the exporter drop the attribute (and log it)."""
 
 
+_NOT_BASE = object()
+_NUMBERS = (int, float)  # exact types: what _base_value returns that needs no further look
+
+
+def _base_value(value: Any, cls: type, limit: int) -> object:
+    """The plain value behind a str, int or float subclass, an Enum member or a bytes-like
+    value (read through the base type's own method: no override runs), or ``_NOT_BASE``."""
+    if issubclass(cls, str):
+        return str.__str__(value)
+    if issubclass(cls, int):
+        number = int.__int__(value)
+        return number if _INT64_MIN <= number <= _INT64_MAX else _big_int(number, limit)
+    if issubclass(cls, float):
+        real = float.__float__(value)
+        return real if math.isfinite(real) else str(real)
+    if issubclass(cls, Enum):
+        return value.value
+    if issubclass(cls, bytes | bytearray | memoryview):
+        return f"<{memoryview(value).nbytes} bytes>"
+    return _NOT_BASE
+
+
 def _big_int(value: int, limit: int) -> str:
     """An int beyond int64 as text (``str`` itself refuses past 4,300 digits)."""
     try:
         return truncate(str(value), limit)
     except ValueError:
         return f"<int of {value.bit_length()} bits>"
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, the last one an ellipsis when it was cut."""
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
 # What spanhooks records outside an event's own attributes (callback failures, handled errors)
@@ -409,6 +434,7 @@ def set_active_policy(policy: AttributePolicy) -> AttributePolicy:
     """Install ``policy`` process-wide; returns the one it replaces."""
     global _active
     previous, _active = _active, policy
+    install_pattern(policy._pattern)  # what has no policy of its own: log lines, /metrics
     return previous
 
 
@@ -438,7 +464,7 @@ def to_json(value: Any, policy: AttributePolicy) -> str:
             allow_nan=False,
         )
     except Exception:
-        text = json.dumps(UNREPRESENTABLE)
+        text = json.dumps(unrepresentable(value))
     limit = policy.max_length
     if len(text) <= limit:
         return text
@@ -456,52 +482,44 @@ _TRUNCATED_JSON = json.dumps("<truncated>")  # 13 characters: within the smalles
 
 
 def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> Any:
-    """A JSON-ready copy: cycles, depth, odd floats, bytes and failing ``__repr__`` handled."""
-    if isinstance(value, str):
+    """A JSON-ready copy of plain types only: cycles, depth, odd floats, bytes handled; at most
+    256 items per container (taken lazily: a huge or endless iterable is not listed whole);
+    an item whose code raises becomes ``<unrepresentable TYPE>``, its siblings kept."""
+    cls = type(value)
+    if cls is str:
         return value if policy._pattern is None else policy._pattern.sub(REDACTED, value)
-    if value is None or isinstance(value, bool):
+    if value is None or cls is bool:
         return value
-    if isinstance(value, int):
-        return value if _INT64_MIN <= value <= _INT64_MAX else _big_int(value, policy.max_length)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Enum):
-        return _plain(value.value, policy, depth, seen)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"<{len(value)} bytes>"
-    if depth >= _MAX_DEPTH:
-        return "<max depth>"
-    if id(value) in seen:
-        return "<cycle>"
-    seen.add(id(value))
     try:
-        if isinstance(value, Mapping):
-            return {
-                policy.scrub(safe_str(k)): REDACTED
-                if policy.sensitive(safe_str(k))
-                else _plain(v, policy, depth + 1, seen)
-                for k, v in list(value.items())[:256]
-            }
-        if isinstance(value, list | tuple | set | frozenset):
-            return [_plain(v, policy, depth + 1, seen) for v in list(value)[:256]]
-        if is_dataclass(value) and not isinstance(value, type):
-            return {
-                f.name: REDACTED
-                if policy.sensitive(f.name)
-                else _plain(getattr(value, f.name, None), policy, depth + 1, seen)
-                for f in fields(value)
-            }
-        return policy.scrub(safe_str(value))
-    finally:
-        seen.discard(id(value))
-
-
-def safe_str(value: object) -> str:
-    """``str(value)``, or a placeholder naming its type when ``__str__`` raises."""
-    try:
-        return str(value)
-    except Exception:
+        base = _base_value(value, cls, policy.max_length)
+        if base is not _NOT_BASE:
+            return base if type(base) in _NUMBERS else _plain(base, policy, depth + 1, seen)
+        if depth >= _MAX_DEPTH:
+            return "<max depth>"
+        marker = id(value)
+        if marker in seen:
+            return "<cycle>"
+        seen.add(marker)
         try:
-            return f"<{type(value).__name__}>"
-        except Exception:
-            return UNREPRESENTABLE
+            if issubclass(cls, Mapping):
+                plain: dict[str, Any] = {}
+                for k, v in itertools.islice(value.items(), 256):
+                    text = safe_str(k)
+                    plain[policy.scrub(text)] = (
+                        REDACTED if policy.sensitive(text) else _plain(v, policy, depth + 1, seen)
+                    )
+                return plain
+            if issubclass(cls, list | tuple | set | frozenset):
+                return [_plain(v, policy, depth + 1, seen) for v in itertools.islice(value, 256)]
+            if hasattr(cls, _DATACLASS_FIELDS):
+                return {
+                    f.name: REDACTED
+                    if policy.sensitive(f.name)
+                    else _plain(getattr(value, f.name, None), policy, depth + 1, seen)
+                    for f in fields(cls)
+                }
+            return policy.scrub(safe_str(value))
+        finally:
+            seen.discard(marker)
+    except Exception:
+        return unrepresentable(value)

@@ -218,7 +218,7 @@ class SpanRecorder:
                 sc = point.get_span_context()
                 if sc.is_valid:
                     span, new_id = point, "%016x" % sc.span_id  # noqa: UP031
-            if spec.payload_type is not None and span is not None:
+            if spec.payload_type is not None and span is not None and args:
                 _stamp_context(args[0], span)
         except Exception as exc:  # instrumentation must not break the caller
             self._failed("span mapping failed", spec, exc)
@@ -282,5 +282,6 @@ def _stamp_context(event: object, span: Span) -> None:
         format(parent.span_id, "016x") if parent is not None and parent.is_valid else None,
         format(sc.trace_id, "032x"),
     )
-    with contextlib.suppress(Exception):  # a frozen or slotted payload: ids are on the span
+    # A frozen or slotted payload, or one whose __setattr__ raises: the ids are on the span.
+    with contextlib.suppress(Exception):
         event.context = context  # type: ignore[attr-defined]

@@ -10,6 +10,13 @@ still see the open span as current and nest under it.
 
 Open frames sit in an :class:`OpenSpans` registry with a cap and an age limit, so a start that
 is never ended is closed as "abandoned" instead of growing memory.
+
+User values touched here (span name templates, pairing keys, error extractors, call ids) are
+read under ``except Exception``: a payload whose dunders raise still gets its span, named with
+``<unrepresentable TYPE>`` where its text could not be read, and its end still finds its start
+(:meth:`Frame.matches`, :meth:`Frame.might_match`). KeyboardInterrupt, SystemExit and
+cancellation are not caught. Names and status descriptions are cut to the bounds in
+:mod:`spanhooks.tracing.attributes`.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -26,10 +33,16 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from spanhooks.events.spec import EventSpec, Phase
-from spanhooks.tracing.attributes import AttributePolicy, safe_str
-from spanhooks.tracing.failures import error_description, exception_attributes, exception_type_name
+from spanhooks.tracing.attributes import AttributePolicy
+from spanhooks.tracing.bounds import (
+    MAX_SPAN_NAME_LENGTH,
+    MAX_STATUS_DESCRIPTION_LENGTH,
+    bounded_name,
+)
+from spanhooks.tracing.failures import error_description, exception_attributes
 from spanhooks.util.forksafe import renew_in_child
 from spanhooks.util.log import rate_limited
+from spanhooks.util.text import safe_repr, safe_str, truncate
 
 __all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
 
@@ -39,6 +52,9 @@ FRAME_KEY = otel_context.create_key("spanhooks-frame")
 [_SPAN_KEY] = trace.set_span_in_context(trace.INVALID_SPAN, Context()).keys()
 ABANDONED_ATTRIBUTE = "spanhooks.abandoned"
 _ENDED = Context()  # an ended frame's context: it no longer makes anything current
+UNREADABLE_KEY = object()
+"""The pairing key of an event whose key extractor raised: such an end closes the innermost
+open call of its pair, as an event without a key does (see :meth:`Frame.might_match`)."""
 
 
 class Frame:
@@ -87,12 +103,32 @@ class Frame:
         return format(parent.span_id, "016x") if parent.is_valid else None
 
     def matches(self, spec: EventSpec, key_value: object) -> bool:
-        return (
-            not self.ended
-            and self.spec.pair == spec.pair
-            and self.spec.event_set == spec.event_set
-            and (spec.key is None or self.key_value == key_value)
-        )
+        """Whether an end of ``spec`` with ``key_value`` closes this call: same pair, still
+        open, and the same key (identical, or equal; a comparison that raises is no match)."""
+        if self.ended or self.spec.pair != spec.pair or self.spec.event_set != spec.event_set:
+            return False
+        mine = self.key_value
+        if spec.key is None or mine is key_value:
+            return True
+        try:
+            return bool(mine == key_value)
+        except Exception:
+            return False
+
+    def might_match(self, spec: EventSpec, key_value: object) -> bool:
+        """Whether this call is a candidate when no call :meth:`matches`: same pair, still
+        open, and keys that cannot be told apart (either unreadable, or comparing them raised).
+        """
+        if self.ended or self.spec.pair != spec.pair or self.spec.event_set != spec.event_set:
+            return False
+        mine = self.key_value
+        if mine is UNREADABLE_KEY or key_value is UNREADABLE_KEY:
+            return True
+        try:
+            bool(mine == key_value)
+        except Exception:
+            return True
+        return False  # compared: matches() has already said no
 
 
 def live_context() -> tuple[Context, Frame | None]:
@@ -163,10 +199,11 @@ class OpenSpans:
     def discard(self, frame: Frame) -> None:
         self._frames.pop(frame.span_id, None)
 
-    def latest(self, spec: EventSpec, key_value: object) -> Frame | None:
-        """The most recently opened frame that ``spec`` (an end) would close."""
+    def latest(self, spec: EventSpec, key_value: object, *, loosely: bool = False) -> Frame | None:
+        """The most recently opened frame that ``spec`` (an end) would close; ``loosely``:
+        that it :meth:`~Frame.might_match`."""
         for frame in reversed(list(self._frames.values())):
-            if frame.matches(spec, key_value):
+            if frame.might_match(spec, key_value) if loosely else frame.matches(spec, key_value):
                 return frame
         return None
 
@@ -202,16 +239,17 @@ class OpenSpans:
         frame.ctx = _ENDED
         self.abandoned += 1
         span = frame.span
+        description = truncate(f"abandoned: {safe_str(reason)}", MAX_STATUS_DESCRIPTION_LENGTH)
         span.set_attribute(ABANDONED_ATTRIBUTE, True)
-        span.set_status(Status(StatusCode.ERROR, f"abandoned: {reason}"))
+        span.set_status(Status(StatusCode.ERROR, description))
         span.end()
         rate_limited.log(
             logging.WARNING,
             "abandoned",
-            "span %r (call %s) closed as abandoned: %s",
+            "span %r (call %s) closed as %s",
             frame.spec.pair,
             frame.call_id,
-            reason,
+            description,
         )
         if self._on_abandon is not None:
             self._on_abandon(frame)
@@ -236,9 +274,8 @@ class SpanMapper:
         attributes = policy.build(spec, bound)
         if spec.operation:
             attributes["gen_ai.operation.name"] = spec.operation
-        name = span_name(spec, bound)
         span = tracer.start_span(
-            policy.scrub(name) if policy.redact_patterns else name,
+            span_name(spec, bound, policy),
             context=parent_ctx,
             kind=spec.kind,
             attributes=attributes,
@@ -261,15 +298,23 @@ class SpanMapper:
             span_id = _parse_call_id(call_id)
             frame = self.open.get(span_id) if span_id is not None else None
             if frame is None or frame.ended:
-                self._unmatched(spec, f"no open call with id {call_id!r}")
+                shown = self.policy.scrub(safe_repr(call_id))  # the log filter scrubs it again
+                self._unmatched(spec, f"no open call with id {shown}")
                 return None
             return frame
         found = current.get(FRAME_KEY)
-        frame = found if isinstance(found, Frame) else None
+        innermost = found if isinstance(found, Frame) else None
+        frame = innermost
         while frame is not None and not frame.matches(spec, key_value):
             frame = frame.parent
         if frame is None:
             frame = self.open.latest(spec, key_value)
+        if frame is None and spec.key is not None:  # keys that could not be compared
+            frame = innermost
+            while frame is not None and not frame.might_match(spec, key_value):
+                frame = frame.parent
+            if frame is None:
+                frame = self.open.latest(spec, key_value, loosely=True)
         if frame is None:
             self._unmatched(spec, "no open start to close")
         return frame
@@ -288,7 +333,7 @@ class SpanMapper:
                 # Re-setting an unchanged key would move it to the back, first for eviction.
                 changed = {k: v for k, v in ended.items() if current.get(k) != v}
                 if changed:
-                    span.set_attributes(changed)
+                    span.set_attributes(policy.fit(changed, len(current)))
             if failure is not None:
                 record_failure(span, failure, policy)
         frame.ended = True
@@ -305,9 +350,10 @@ class SpanMapper:
         attributes = self.policy.build(spec, bound)
         failure = failure_of(spec, bound)
         orphan = not span.is_recording()
+        name = bounded_name(spec.name)
         if orphan:
-            span = tracer.start_span(spec.name, context=ctx, kind=spec.kind)
-        span.add_event(spec.name, attributes)
+            span = tracer.start_span(name, context=ctx, kind=spec.kind)
+        span.add_event(name, attributes)
         if failure is not None:
             record_failure(span, failure, self.policy)
         if orphan:
@@ -326,24 +372,53 @@ class SpanMapper:
         )
 
 
-def span_name(spec: EventSpec, bound: Mapping[str, Any]) -> str:
-    """The span's name from the spec's template or namer; never raises."""
+def span_name(
+    spec: EventSpec, bound: Mapping[str, Any], policy: AttributePolicy | None = None
+) -> str:
+    """The span's name from the spec's template or namer, scrubbed by ``policy``'s
+    ``redact_patterns`` (before the cut, so a cut cannot split a match) and cut to
+    :data:`~spanhooks.tracing.bounds.MAX_SPAN_NAME_LENGTH`; never raises an Exception.
+
+    A template's value whose ``__format__`` raises is shown as its ``str``, or as
+    ``<unrepresentable TYPE>``; a namer that raises gives the pair's name.
+    """
     template = spec.span_name
-    try:
-        if callable(template):
-            return str(template(bound))
-        if template:
-            try:
-                return template.format_map(bound)
-            except KeyError:
-                return template.format_map(_Missing(bound))
-    except Exception:
-        pass
+    if isinstance(template, str) and template:  # a declaration, not a payload
+        try:
+            name = template.format_map(bound)
+        except Exception:  # a missing argument, or a value whose __format__ raises
+            name = _retried(spec, template, bound)
+    elif callable(template):
+        try:
+            name = template(bound)
+            if type(name) is not str:
+                name = safe_str(name)
+        except Exception:
+            name = _default_name(spec)
+    else:
+        name = _default_name(spec)
+    if policy is not None and policy.redact_patterns:
+        name = policy.scrub(name)
+    return name if len(name) <= MAX_SPAN_NAME_LENGTH else bounded_name(name)
+
+
+def _retried(spec: EventSpec, template: str, bound: Mapping[str, Any]) -> str:
+    """``template`` filled again: missing arguments as ``?``, then every value as its text."""
+    for values in (_Missing(bound), _Missing({k: safe_str(v) for k, v in bound.items()})):
+        try:
+            return template.format_map(values)
+        except Exception:
+            continue
+    return _default_name(spec)
+
+
+def _default_name(spec: EventSpec) -> str:
     return spec.pair or spec.name if spec.phase is not Phase.POINT else spec.name
 
 
 def key_of(spec: EventSpec, bound: Mapping[str, Any]) -> object:
-    """The value that pairs this start or end with its partner, or None."""
+    """The value that pairs this start or end with its partner, None if the event has no
+    key, :data:`UNREADABLE_KEY` if the key extractor raised."""
     key = spec.key
     if key is None:
         return None
@@ -352,11 +427,15 @@ def key_of(spec: EventSpec, bound: Mapping[str, Any]) -> object:
     try:
         return key(bound)
     except Exception:
-        return None
+        return UNREADABLE_KEY
 
 
 def failure_of(spec: EventSpec, bound: Mapping[str, Any]) -> BaseException | str | None:
-    """The exception or message that marks this event as a failure, if it carries one."""
+    """The exception or message that marks this event as a failure, if it carries one.
+
+    An extractor that raises, on a payload it cannot read, reports no failure. What it
+    returns is only compared with None here; :func:`record_failure` reads it safely.
+    """
     if spec.error is None:
         return None
     try:
@@ -370,24 +449,33 @@ def record_failure(span: Span, failure: BaseException | str, policy: AttributePo
 
     The exception event is built here rather than by ``span.record_exception`` so that an
     exception whose ``__str__`` raises still closes its span, and so that the policy's
-    ``redact_patterns`` and length limit apply to the message and stack trace.
+    ``redact_patterns`` and length limit apply to the message and stack trace. ``failure``
+    may be anything an error extractor returned: what is not an exception is recorded as its
+    text, read safely.
     """
-    if isinstance(failure, BaseException):
-        attributes = exception_attributes(failure, policy)
+    if issubclass(type(failure), BaseException):  # not isinstance: it may call user code
+        error = cast(BaseException, failure)
+        attributes = exception_attributes(error, policy)
         span.add_event("exception", {**attributes, "exception.escaped": "False"})
-        span.set_attribute("error.type", exception_type_name(failure))
-        span.set_status(Status(StatusCode.ERROR, error_description(failure, policy)))
+        span.set_attribute("error.type", attributes["exception.type"])
+        span.set_status(Status(StatusCode.ERROR, error_description(error, policy)))
     else:
+        description = truncate(policy.scrub(safe_str(failure)), MAX_STATUS_DESCRIPTION_LENGTH)
         span.set_attribute("error.type", "error")
-        span.set_status(Status(StatusCode.ERROR, policy.scrub(safe_str(failure))[:1024]))
+        span.set_status(Status(StatusCode.ERROR, description))
 
 
 def _parse_call_id(call_id: object) -> int | None:
-    if isinstance(call_id, int) and not isinstance(call_id, bool):
-        return call_id
-    if isinstance(call_id, str):
-        try:
-            return int(call_id, 16)
-        except ValueError:
-            return None
+    """A span id from an end's ``call_id`` (an int, or up to 32 hex digits), else None."""
+    kind = type(call_id)
+    if kind is bool:
+        return None
+    try:
+        if issubclass(kind, int):
+            return int.__int__(cast(int, call_id))
+        if issubclass(kind, str):
+            text = str.__str__(cast(str, call_id))
+            return int(text, 16) if len(text) <= 32 else None
+    except (TypeError, ValueError):
+        return None
     return None

@@ -1,5 +1,13 @@
 """The library logger, a rate limiter that keeps a failing callback from flooding logs, and
-:func:`safe_url` for printing an endpoint without the credentials it may carry."""
+:func:`safe_url` for printing an endpoint without the credentials it may carry.
+
+Every record of the ``spanhooks`` logger passes :class:`OutgoingRecords` before any handler
+sees it: its message is formatted (arguments that fight back cannot make logging print its own
+"Logging error" traceback), scrubbed of the redaction pattern and cut to
+:data:`MAX_LOG_MESSAGE_LENGTH`; a traceback is formatted, scrubbed and cut to its last
+:data:`MAX_LOG_TRACEBACK_LENGTH` characters, and carried as ``exc_text`` (``exc_info`` is
+cleared, so no handler can format the original again).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,43 @@ import time
 import urllib.parse
 
 from spanhooks.util.forksafe import fork_safe_lock
+from spanhooks.util.redaction import current_pattern, scrub
+from spanhooks.util.text import safe_str, traceback_text, truncate
 
 logger = logging.getLogger("spanhooks")
+
+MAX_LOG_MESSAGE_LENGTH = 2048
+"""Characters of one log message spanhooks writes (ids and names are cut well before this)."""
+MAX_LOG_TRACEBACK_LENGTH = 16384
+"""Characters of the traceback a record carries, kept from the end (where the error is)."""
+
+
+class OutgoingRecords(logging.Filter):
+    """Formats, scrubs and bounds a record in place (see the module docstring); never drops
+    one and never raises an Exception. Runs on the logging thread, reads no shared state but
+    the redaction pattern (replaced whole, so no lock)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        pattern = current_pattern()
+        try:
+            message = record.getMessage()
+        except Exception:  # an argument whose __str__ or __repr__ raises
+            message = f"{safe_str(record.msg)} (arguments not representable)"
+        if pattern is not None:
+            message = scrub(message, pattern)
+        record.msg, record.args = truncate(message, MAX_LOG_MESSAGE_LENGTH), None
+        if record.exc_info:
+            error = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+            text = traceback_text(error) if error is not None else ""
+            if pattern is not None:
+                text = scrub(text, pattern)
+            if len(text) > MAX_LOG_TRACEBACK_LENGTH:
+                text = "…" + text[-(MAX_LOG_TRACEBACK_LENGTH - 1) :]
+            record.exc_info, record.exc_text = None, text.rstrip("\n")
+        return True
+
+
+logger.addFilter(OutgoingRecords())
 
 
 class RateLimitedLog:
