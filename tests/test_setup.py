@@ -6,17 +6,30 @@ once per process, as in a real application.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
+from typing import Any
 
+import grpc
+import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from spanhooks import CallbackEvent
+from spanhooks.lifecycle import otlp
 from spanhooks.testing import Capture
 
 TURN = """
@@ -286,6 +299,352 @@ def test_otel_metrics_exporter_console_prints_the_genai_metrics(tmp_path: Path) 
         OTEL_METRICS_EXPORTER="console",
     )
     assert "gen_ai.client.operation.duration" in done.stdout
+
+
+# OTEL_LOGS_EXPORTER: spanhooks' own warnings and errors as OpenTelemetry log records. The
+# conftest receivers decode every request as spans, so these tests bring their own, which keep
+# each request's path and body and decode /v1/logs as logs.
+
+OtlpRequests = list[tuple[str, bytes]]
+
+
+@pytest.fixture
+def otlp_http() -> Iterator[tuple[str, OtlpRequests]]:
+    """A real OTLP/HTTP receiver for every signal: its base URL and (path, body) per request."""
+    received: OtlpRequests = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+class _GrpcLogsSink(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self) -> None:
+        self.received: list[ExportLogsServiceRequest] = []
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.received.append(request)
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
+@pytest.fixture
+def grpc_logs_sink() -> Iterator[tuple[str, list[ExportLogsServiceRequest]]]:
+    """A real OTLP/gRPC logs receiver on 127.0.0.1: its endpoint and the requests it got."""
+    sink = _GrpcLogsSink()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(sink, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"http://127.0.0.1:{port}", sink.received
+    server.stop(grace=None)
+
+
+@pytest.fixture
+def hanging_collector() -> Iterator[str]:
+    """An endpoint that takes connections into its backlog and never answers one."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _log_records(requests: list[ExportLogsServiceRequest]) -> list[tuple[str, LogRecord]]:
+    """(instrumentation scope name, record) for every log record in ``requests``."""
+    return [
+        (scope_logs.scope.name, record)
+        for request in requests
+        for resource_logs in request.resource_logs
+        for scope_logs in resource_logs.scope_logs
+        for record in scope_logs.log_records
+    ]
+
+
+def _posted_logs(received: OtlpRequests) -> list[ExportLogsServiceRequest]:
+    requests = []
+    for path, body in received:
+        if path == "/v1/logs":
+            request = ExportLogsServiceRequest()
+            request.ParseFromString(body)
+            requests.append(request)
+    return requests
+
+
+def _posted_spans(received: OtlpRequests) -> list[ExportTraceServiceRequest]:
+    requests = []
+    for path, body in received:
+        if path == "/v1/traces":
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            requests.append(request)
+    return requests
+
+
+# A callback that raises: spanhooks logs it (ERROR, with its traceback) while the span is open.
+RAISING_CALLBACK = """
+def broken(*args, **kwargs):
+    raise RuntimeError("boom in a callback")
+
+spanhooks.register(CallbackEvent.TOOL_START, broken)
+spanhooks.setup({arguments})
+spanhooks.emit(CallbackEvent.TOOL_START, "exported", {{}})
+spanhooks.emit(CallbackEvent.TOOL_END, "exported", "ok")
+"""
+RAISED = "callback __main__.broken raised RuntimeError while handling tool_start"
+
+
+def test_otel_logs_exporter_otlp_sends_spanhooks_errors_to_v1_logs_tied_to_their_span(
+    tmp_path: Path, otlp_http: tuple[str, OtlpRequests]
+) -> None:
+    endpoint, received = otlp_http
+    done = run(
+        tmp_path,
+        RAISING_CALLBACK.format(arguments=""),
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_SERVICE_NAME="logs-check",
+    )
+    [(scope, record)] = _log_records(_posted_logs(received))
+    assert scope == "spanhooks"
+    assert record.body.string_value == f"spanhooks: {RAISED}"
+    assert (record.severity_text, record.severity_number) == ("ERROR", 17)
+    attributes = {a.key: a.value.string_value for a in record.attributes}
+    assert "boom in a callback" in attributes["exception.stacktrace"]
+    [logged] = _posted_logs(received)
+    resource = {a.key: a.value.string_value for a in logged.resource_logs[0].resource.attributes}
+    assert resource["service.name"] == "logs-check"
+    [span] = [
+        span
+        for request in _posted_spans(received)
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    assert (record.trace_id, record.span_id) == (span.trace_id, span.span_id)
+    assert RAISED in done.stderr  # exporting it silences nothing
+
+
+LOG_ACCOUNTS = (
+    """
+from prometheus_client import CollectorRegistry, generate_latest
+registry = CollectorRegistry()
+"""
+    + RAISING_CALLBACK.format(arguments="registry=registry, otlp_timeout=0.5")
+    + """
+telemetry = spanhooks.lifecycle.setup.active()  # its figures outlive its shutdown
+spanhooks.shutdown()
+print(generate_latest(registry).decode())
+"""
+)
+
+
+def log_accounts(stdout: str) -> dict[tuple[str, str], float]:
+    """``spanhooks_log_records_*`` samples of a scrape: (name, reason or "") -> value."""
+    return {
+        (sample.name, sample.labels.get("reason", "")): sample.value
+        for family in text_string_to_metric_families(stdout)
+        for sample in family.samples
+        if sample.name.startswith("spanhooks_log_records_")
+    }
+
+
+def test_every_exported_log_record_is_counted_on_metrics(
+    tmp_path: Path, otlp_http: tuple[str, OtlpRequests]
+) -> None:
+    done = run(
+        tmp_path, LOG_ACCOUNTS, OTEL_EXPORTER_OTLP_ENDPOINT=otlp_http[0], OTEL_LOGS_EXPORTER="otlp"
+    )
+    assert log_accounts(done.stdout) == {
+        ("spanhooks_log_records_exported_total", ""): 1.0,
+        ("spanhooks_log_records_dropped_total", "export_failed"): 0.0,
+        ("spanhooks_log_records_dropped_total", "unsent"): 0.0,
+    }
+
+
+def test_a_log_record_the_collector_refuses_is_counted_as_export_failed(tmp_path: Path) -> None:
+    with socket.socket() as unused:  # a port with nothing listening: the connection is refused
+        unused.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    done = run(
+        tmp_path, LOG_ACCOUNTS, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_LOGS_EXPORTER="otlp"
+    )
+    assert log_accounts(done.stdout) == {
+        ("spanhooks_log_records_exported_total", ""): 0.0,
+        # the callback's error, and the warning that the span was not exported either
+        ("spanhooks_log_records_dropped_total", "export_failed"): 2.0,
+        ("spanhooks_log_records_dropped_total", "unsent"): 0.0,
+    }
+
+
+def test_otel_logs_exporter_otlp_over_grpc_honours_the_logs_variables(
+    tmp_path: Path,
+    grpc_logs_sink: tuple[str, list[ExportLogsServiceRequest]],
+    otlp_http: tuple[str, OtlpRequests],
+) -> None:
+    grpc_endpoint, grpc_received = grpc_logs_sink
+    run(
+        tmp_path,
+        RAISING_CALLBACK.format(arguments=""),
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_http[0],  # spans, and logs but for the two below
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=grpc_endpoint,
+        OTEL_EXPORTER_OTLP_LOGS_PROTOCOL="grpc",
+        OTEL_LOGS_EXPORTER="otlp",
+    )
+    [(scope, record)] = _log_records(grpc_received)
+    assert scope == "spanhooks" and record.body.string_value == f"spanhooks: {RAISED}"
+    assert "/v1/logs" not in {path for path, _ in otlp_http[1]}
+
+
+def test_otel_logs_exporter_console_prints_each_record_on_stdout(tmp_path: Path) -> None:
+    done = run(tmp_path, RAISING_CALLBACK.format(arguments=""), OTEL_LOGS_EXPORTER="console")
+    printed = json.loads(done.stdout[done.stdout.index("{") :])
+    assert printed["body"] == f"spanhooks: {RAISED}"
+    assert printed["severity_text"] == "ERROR"
+    [span] = records(tmp_path / "spanhooks-traces.jsonl")
+    assert (printed["trace_id"], printed["span_id"]) == (
+        f"0x{span['trace_id']}",
+        f"0x{span['span_id']}",
+    )
+    assert RAISED in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("logs_exporter", "arguments"),
+    [
+        (None, ""),
+        ("none", ""),
+        (None, "otlp_endpoint={endpoint!r}"),
+        ("none", "otlp_endpoint={endpoint!r}"),
+        ("", ""),
+    ],
+    ids=["unset", "none", "unset-endpoint-in-code", "none-endpoint-in-code", "empty"],
+)
+def test_otel_logs_exporter_none_or_unset_sends_no_log_record_even_with_an_endpoint(
+    tmp_path: Path, otlp_http: tuple[str, OtlpRequests], logs_exporter: str | None, arguments: str
+) -> None:
+    endpoint, received = otlp_http
+    env = {} if arguments else {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    if logs_exporter is not None:
+        env["OTEL_LOGS_EXPORTER"] = logs_exporter
+    done = run(
+        tmp_path,
+        RAISING_CALLBACK.format(arguments=arguments.format(endpoint=endpoint))
+        + "assert spanhooks.lifecycle.setup.active().log_export is None\n",
+        **env,
+    )
+    paths = {path for path, _ in received}
+    assert "/v1/traces" in paths and "/v1/logs" not in paths  # the spans went, no log record
+    assert RAISED in done.stderr
+
+
+def test_an_otel_logs_exporter_name_spanhooks_does_not_know_is_named_in_a_warning(
+    tmp_path: Path, otlp_http: tuple[str, OtlpRequests]
+) -> None:
+    endpoint, received = otlp_http
+    done = run(
+        tmp_path,
+        RAISING_CALLBACK.format(arguments=""),
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_LOGS_EXPORTER="zipkin",
+    )
+    assert "ignoring OTEL_LOGS_EXPORTER values zipkin" in done.stderr
+    assert "/v1/logs" not in {path for path, _ in received}
+
+
+def test_otel_logs_exporter_adds_no_second_handler_where_the_application_exports_logs(
+    tmp_path: Path, otlp_http: tuple[str, OtlpRequests]
+) -> None:
+    endpoint, received = otlp_http
+    application_exports_logs = textwrap.dedent(
+        """
+        import logging, warnings
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs.export import (
+            InMemoryLogRecordExporter, SimpleLogRecordProcessor,
+        )
+
+        mine = InMemoryLogRecordExporter()
+        provider = LoggerProvider()
+        provider.add_log_record_processor(SimpleLogRecordProcessor(mine))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
+        """
+    )
+    run(
+        tmp_path,
+        application_exports_logs
+        + RAISING_CALLBACK.format(arguments="")
+        + "assert spanhooks.lifecycle.setup.active().log_export is None\n"
+        + "[_] = [r for r in mine.get_finished_logs() if 'raised' in str(r.log_record.body)]\n",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_LOGS_EXPORTER="otlp",
+    )
+    assert "/v1/logs" not in {path for path, _ in received}  # the application's pipeline had it
+
+
+def test_otel_logs_exporter_names_exporters_as_the_sdk_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.delenv("OTEL_LOGS_EXPORTER", raising=False)
+    assert otlp.exporters("LOGS") == frozenset()
+    assert otlp.exporters("LOGS", "http://127.0.0.1:1") == frozenset()  # not from an endpoint
+    assert otlp.exporters("TRACES") == frozenset({"otlp"})  # unchanged for spans
+    for value, expected in [
+        ("none", set()),
+        ("otlp", {"otlp"}),
+        (" OTLP , console ", {"otlp", "console"}),
+        ("console,none", {"console"}),
+    ]:
+        monkeypatch.setenv("OTEL_LOGS_EXPORTER", value)
+        assert otlp.exporters("LOGS", "http://127.0.0.1:1") == expected, value
+
+
+SHUTDOWN_TIMED = """
+import time
+def broken(*args, **kwargs):
+    raise RuntimeError("boom in a callback")
+
+spanhooks.register(CallbackEvent.RESPONSE, broken)
+spanhooks.setup(shutdown_timeout={shutdown_timeout})
+spanhooks.emit(CallbackEvent.RESPONSE, "x")
+started = time.monotonic()
+spanhooks.shutdown()
+print(f"shutdown took {{time.monotonic() - started:.3f}}")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("shutdown_timeout", "bound", "left_behind"),
+    [(0.5, 0.5, True), (8.0, otlp.EXPORT_TIMEOUT, False)],  # the SDK's own export timeout: 10 s
+    ids=["the-shutdown-timeout", "the-short-export-timeout"],
+)
+def test_otel_logs_exporter_otlp_keeps_shutdown_bounded_with_a_collector_that_hangs(
+    tmp_path: Path, hanging_collector: str, shutdown_timeout: float, bound: float, left_behind: bool
+) -> None:
+    done = run(
+        tmp_path,
+        SHUTDOWN_TIMED.format(shutdown_timeout=shutdown_timeout),
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=hanging_collector + "/v1/logs",
+        OTEL_LOGS_EXPORTER="otlp",
+    )
+    took = float(done.stdout.split("shutdown took ")[1])
+    assert took < bound + 1.0  # slack for the export thread's start and a loaded machine
+    assert ("log records were not all exported" in done.stderr) is left_behind
 
 
 def test_a_raising_span_processor_of_the_user_does_not_stop_export(tmp_path: Path) -> None:

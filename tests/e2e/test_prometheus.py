@@ -48,6 +48,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo, running for two minutes, serving /metrics; yields its host:port."""
     workdir = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
+    # spanhooks' own log records as OpenTelemetry logs, so that their panel has series too (to a
+    # port nobody listens on: the records are counted as export_failed).
+    env["OTEL_LOGS_EXPORTER"] = "otlp"
+    env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"] = f"http://127.0.0.1:{free_port()}/v1/logs"
     with subprocess.Popen(
         [sys.executable, "-m", "spanhooks", "demo", "--duration", "120", "--metrics-port", "0"],
         cwd=workdir,

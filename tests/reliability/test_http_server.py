@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import select
 import shutil
 import socket
 import ssl
 import struct
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 import urllib.error
@@ -24,9 +27,11 @@ from typing import Any
 
 import pytest
 from prometheus_client import Counter
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from spanhooks.metrics.server import MetricsServer, start_metrics_server
+from spanhooks.metrics.families import METRICS_SERVER_CONNECTIONS_DROPPED, install_collector
+from spanhooks.metrics.server import DROP_REASONS, MetricsServer, start_metrics_server
 
 Serve = Callable[..., MetricsServer]
 
@@ -287,3 +292,109 @@ def test_close_is_idempotent_and_releases_the_port(serve: Serve) -> None:
     assert server_threads(server) == []
     with pytest.raises(ConnectionRefusedError):
         connect(server).close()
+
+
+DROPPED = METRICS_SERVER_CONNECTIONS_DROPPED.name
+
+
+def dropped_on_metrics(url: str) -> dict[str, float]:
+    """``spanhooks_metrics_server_connections_dropped_total`` by reason, from a real scrape."""
+    status, body = scrape(url + "/metrics")
+    assert status == 200
+    return {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == DROPPED
+        for sample in family.samples
+        if sample.name == DROPPED + "_total"
+    }
+
+
+@pytest.fixture
+def serve_spanhooks() -> Iterator[Serve]:
+    """``serve_spanhooks(**options)``: a started server of a registry spanhooks collects into."""
+    servers: list[MetricsServer] = []
+
+    def start(**options: Any) -> MetricsServer:
+        registry = options.pop("registry", None) or CollectorRegistry()
+        install_collector(registry)
+        server = start_metrics_server(registry, port=0, **options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_client_idle_past_the_timeout_is_counted_on_metrics_as_timeout(
+    serve_spanhooks: Serve,
+) -> None:
+    server = serve_spanhooks(timeout=0.5)
+    before = dropped_on_metrics(server.url)
+    assert set(before) == set(DROP_REASONS)  # every reason is a series from the start
+    with connect(server) as sock:
+        assert read_to_end(sock) == b""  # the server closed it at the timeout
+    wait_until(lambda: server.dropped["timeout"] == 1)
+    after = dropped_on_metrics(server.url)
+    assert after["timeout"] >= 1
+    assert after["timeout"] - before["timeout"] == 1  # other live servers only add their own
+
+
+def test_two_servers_add_up_and_a_closed_one_leaves_the_sum(serve_spanhooks: Serve) -> None:
+    registry = CollectorRegistry()
+    first = serve_spanhooks(registry=registry, timeout=0.3)
+    second = serve_spanhooks(registry=registry, timeout=0.3)
+    baseline = dropped_on_metrics(second.url)["timeout"]
+    for server, idle in ((first, 2), (second, 1)):
+        for _ in range(idle):
+            with connect(server) as sock:
+                assert read_to_end(sock) == b""
+    wait_until(lambda: (first.dropped["timeout"], second.dropped["timeout"]) == (2, 1))
+    assert dropped_on_metrics(second.url)["timeout"] - baseline == 3
+    first.close()
+    assert dropped_on_metrics(second.url)["timeout"] - baseline == 1
+
+
+SETUP_WITH_SERVER_BOUNDS = """
+import sys
+import spanhooks
+
+telemetry = spanhooks.setup(metrics_port=0, metrics_timeout=1.0, metrics_max_connections=2)
+server = telemetry.metrics_server
+print(server.port, server.timeout, server.max_connections, flush=True)
+sys.stdin.read()  # serve until the test closes our stdin
+"""
+
+
+def test_setup_passes_the_timeout_and_the_connection_cap_to_the_server(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(SETUP_WITH_SERVER_BOUNDS))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
+    with subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**env, "SPANHOOKS_JSONL": "false"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None and child.stdin is not None
+        port, timeout, cap = child.stdout.readline().split()
+        assert (float(timeout), int(cap)) == (1.0, 2)
+        url = f"http://127.0.0.1:{port}"
+        with contextlib.ExitStack() as clients:
+            started = time.monotonic()
+            socks = [
+                clients.enter_context(socket.create_connection(("127.0.0.1", int(port)), 10))
+                for _ in range(3)  # one more than the cap: the oldest is closed to admit it
+            ]
+            assert read_to_end(socks[0]) == b""
+            evicted_after = time.monotonic() - started
+            assert [read_to_end(sock) for sock in socks[1:]] == [b"", b""]
+            timed_out_after = time.monotonic() - started
+        assert evicted_after < 0.9 <= timed_out_after < 4.0  # 1 s, not the default 5 s
+        counted = dropped_on_metrics(url)
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    assert counted == {**dict.fromkeys(DROP_REASONS, 0.0), "over_cap": 1.0, "timeout": 2.0}

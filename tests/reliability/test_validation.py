@@ -56,6 +56,7 @@ def _calls_with_bad_seconds() -> list[tuple[str, Callable[[Any], object]]]:
         ("timeout", lambda v: EventRouter().register_realtime_handler("e", _noop, timeout=v)),
         ("otlp_timeout", lambda v: spanhooks.setup(otlp_timeout=v)),
         ("shutdown_timeout", lambda v: spanhooks.setup(shutdown_timeout=v)),
+        ("metrics_timeout", lambda v: spanhooks.setup(metrics_timeout=v)),
     ]
 
 
@@ -101,6 +102,11 @@ def test_a_duration_that_cannot_work_is_refused_naming_the_argument(
         ("max_attribute_length", lambda v: spanhooks.setup(max_attribute_length=v), 8),
         ("metrics_port", lambda v: spanhooks.setup(metrics_port=v), 70_000),
         ("metrics_port", lambda v: spanhooks.setup(metrics_port=v), -1),
+        ("metrics_timeout", lambda v: spanhooks.setup(metrics_timeout=v), 7200.0),  # > 1 hour
+        ("metrics_max_connections", lambda v: spanhooks.setup(metrics_max_connections=v), 0),
+        ("metrics_max_connections", lambda v: spanhooks.setup(metrics_max_connections=v), -1),
+        ("metrics_max_connections", lambda v: spanhooks.setup(metrics_max_connections=v), 10**6),
+        ("metrics_max_connections", lambda v: spanhooks.setup(metrics_max_connections=v), True),
     ],
 )
 def test_a_count_or_size_out_of_range_is_refused_naming_the_argument(

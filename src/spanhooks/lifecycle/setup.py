@@ -20,7 +20,8 @@ export attempt (with the SDK's retries) gives up after ``otlp_timeout`` seconds
 shutdown, hence process exit, waits at most ``shutdown_timeout`` seconds
 (:data:`SHUTDOWN_TIMEOUT`, or ``SPANHOOKS_SHUTDOWN_TIMEOUT``) for spanhooks' exporters and the
 processors added through spanhooks together, then counts what it could not export as dropped.
-The JSONL exporter is shut down first.
+The JSONL exporter is shut down first; the log records' pipeline (``OTEL_LOGS_EXPORTER``) last,
+so that it carries the warnings of the others' shutdown, with what is left of the same time.
 """
 
 from __future__ import annotations
@@ -60,12 +61,14 @@ from spanhooks.export.jsonl import JsonlSpanExporter
 from spanhooks.export.local_file import LocalFileProcessor
 from spanhooks.instrument.foreign import ForeignSpanBridge
 from spanhooks.lifecycle import otlp
+from spanhooks.lifecycle.logs import LogExport, start_log_export
 from spanhooks.lifecycle.pipeline import Pipeline
 from spanhooks.metrics.families import install_collector
 from spanhooks.metrics.genai import GenAIMetricsProcessor
 from spanhooks.metrics.multiprocess import MultiprocessMirror, multiprocess_dir
 from spanhooks.metrics.multiprocess import registry as multiprocess_registry
-from spanhooks.metrics.server import MetricsServer, start_metrics_server
+from spanhooks.metrics.server import DEFAULT_MAX_CONNECTIONS, MetricsServer, start_metrics_server
+from spanhooks.metrics.server import DEFAULT_TIMEOUT as DEFAULT_METRICS_TIMEOUT
 from spanhooks.ops.health import get_health_monitor
 from spanhooks.tracing.attributes import (
     AttributePolicy,
@@ -120,6 +123,8 @@ class Telemetry:
     exporters: list[AccountedExporter] = field(default_factory=list)
     meter_provider: MeterProvider | None = None
     """The MeterProvider setup built for OTLP metric export, if it had to build one."""
+    log_export: LogExport | None = None
+    """spanhooks' own log records to the exporters ``OTEL_LOGS_EXPORTER`` names, if any."""
     pipeline: Pipeline | None = None
     """The one processor on the provider that holds all of the above."""
     policy: AttributePolicy | None = None
@@ -182,6 +187,8 @@ class Telemetry:
                 self.meter_provider.shutdown(max(1, self.shutdown_deadline.remaining_millis()))
             except Exception as exc:  # e.g. no time left for the last metrics export
                 logger.warning("the GenAI metrics were not all exported at shutdown: %s", exc)
+        if self.log_export is not None:  # after the others: their shutdown warnings go too
+            self.log_export.close(self.shutdown_deadline.remaining())
 
 
 def setup(
@@ -203,6 +210,8 @@ def setup(
     metrics_addr: str = "127.0.0.1",
     registry: CollectorRegistry | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    metrics_timeout: float | None = None,
+    metrics_max_connections: int | None = None,
     otlp_timeout: float | None = None,
     shutdown_timeout: float | None = None,
     foreign_spans: bool | None = None,
@@ -217,7 +226,20 @@ def setup(
     ``/health`` on ``metrics_addr`` (127.0.0.1 unless you say otherwise; 0 picks a free port);
     ``registry`` collects them into your own ``CollectorRegistry`` instead of a private one.
     With ``PROMETHEUS_MULTIPROC_DIR`` set, every process mirrors its metrics into that directory
-    and ``metrics_port`` serves the sum over all workers.
+    and ``metrics_port`` serves the sum over all workers. The server gives each client
+    ``metrics_timeout`` seconds (5 by default, at most 3600) to send its request, TLS handshake
+    included, and again to take the reply, and holds at most ``metrics_max_connections``
+    connections (64 by default, 1 to 65,536) open at once, hence at most that many handler
+    threads; connections it drops are counted in
+    ``spanhooks_metrics_server_connections_dropped_total{reason}``. Both are ignored when no
+    server is started.
+
+    Logs: ``OTEL_LOGS_EXPORTER`` (``otlp``, ``console``, a comma-separated list of them, or
+    ``none``, the default) exports spanhooks' own WARNING and ERROR records (those of the
+    ``spanhooks`` logger) as OpenTelemetry log records, tied to the span current when they were
+    logged, over OTLP as ``OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT``, ``_PROTOCOL`` and ``_TIMEOUT``
+    say (``otlp_endpoint``, ``otlp_protocol`` and ``otlp_timeout`` apply too, but an endpoint
+    alone never turns logs on). The application's other loggers are left alone.
 
     Faults: ``otlp_timeout`` bounds one OTLP export, retries included (:data:`EXPORT_TIMEOUT`
     seconds unless ``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`` is set); ``shutdown_timeout`` bounds
@@ -235,7 +257,14 @@ def setup(
     Pass a module-level function if children started with ``ProcessTarget`` must redact too.
     """
     global _active
-    _check_arguments(otlp_timeout, shutdown_timeout, metrics_port, max_attribute_length)
+    _check_arguments(
+        otlp_timeout,
+        shutdown_timeout,
+        metrics_port,
+        max_attribute_length,
+        metrics_timeout,
+        metrics_max_connections,
+    )
     with _lock:
         if _active is not None:
             return _active
@@ -265,6 +294,10 @@ def setup(
         )
         port = metrics_port if metrics_port is not None else _env_port()
         otlp_args = (otlp_endpoint, otlp_protocol, otlp_timeout)
+        # First, so that what the rest of setup warns about is exported too.
+        telemetry.log_export = start_log_export(
+            provider.resource, otlp.exporters("LOGS", otlp_endpoint), otlp_args
+        )
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
@@ -313,6 +346,10 @@ def setup(
                 addr=metrics_addr,
                 health=_health,
                 ssl_context=ssl_context,
+                timeout=DEFAULT_METRICS_TIMEOUT if metrics_timeout is None else metrics_timeout,
+                max_connections=DEFAULT_MAX_CONNECTIONS
+                if metrics_max_connections is None
+                else metrics_max_connections,
             )
         _register_atexit()
         _active = telemetry
@@ -324,12 +361,18 @@ def _check_arguments(
     shutdown_timeout: float | None,
     metrics_port: int | None,
     max_attribute_length: int | None,
+    metrics_timeout: float | None,
+    metrics_max_connections: int | None,
 ) -> None:
     """``ValueError`` for a number :func:`setup` cannot use, before anything is set up."""
     checks.seconds("otlp_timeout", otlp_timeout)
     checks.seconds("shutdown_timeout", shutdown_timeout)
     if metrics_port is not None:
         checks.count("metrics_port", metrics_port, limit=65_535)
+    # The server's own bounds (start_metrics_server), checked here to name setup's argument.
+    checks.seconds("metrics_timeout", metrics_timeout, limit=3600)
+    if metrics_max_connections is not None:
+        checks.count("metrics_max_connections", metrics_max_connections, minimum=1, limit=65_536)
     if max_attribute_length is not None:
         checks.count("max_attribute_length", max_attribute_length, minimum=16)
 

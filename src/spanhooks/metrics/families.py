@@ -365,11 +365,31 @@ HEALTH_STATUS = MetricDef(
     "1 for each component's current status (healthy, degraded, unhealthy, unknown).",
     ("component", "status"),
 )
+LOG_RECORDS_DROPPED = MetricDef(
+    "spanhooks_log_records_dropped",
+    "counter",
+    "spanhooks' own log records not exported (OTEL_LOGS_EXPORTER), by reason: export_failed, "
+    "unsent (dropped by the queue or left at the shutdown deadline; known once shut down).",
+    ("exporter", "reason"),
+)
+LOG_RECORDS_EXPORTED = MetricDef(
+    "spanhooks_log_records_exported",
+    "counter",
+    "spanhooks' own log records exported (OTEL_LOGS_EXPORTER).",
+    ("exporter",),
+)
 MESSAGES_HANDLED = MetricDef(
     "spanhooks_messages_handled",
     "counter",
     "Messages given to global handlers, by handler context and outcome.",
     ("context", "outcome"),
+)
+METRICS_SERVER_CONNECTIONS_DROPPED = MetricDef(
+    "spanhooks_metrics_server_connections_dropped",
+    "counter",
+    "Connections to the /metrics server closed before a complete reply, by reason: timeout, "
+    "disconnect, over_cap, bad_request, handler_error.",
+    ("reason",),
 )
 OPEN_SPANS = MetricDef("spanhooks_open_spans", "gauge", "Spans started and not yet ended.", ())
 POLLING_RUN_DURATION_SECONDS = MetricDef(

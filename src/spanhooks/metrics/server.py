@@ -10,7 +10,10 @@ TLS handshake) until its request head has arrived, so an idle connection costs a
 descriptor, never a thread; a client gets ``timeout`` seconds to send its request and again to
 take the reply; at most ``max_connections`` are open at once (the oldest still-waiting one is
 closed to admit a new one), so at most that many handler threads exist. Disconnects, resets
-and timeouts are counted in :attr:`MetricsServer.dropped` and logged at DEBUG, never printed.
+and timeouts are counted in :attr:`MetricsServer.dropped` and logged at DEBUG, never printed;
+the counts are also a metric family of their own,
+``spanhooks_metrics_server_connections_dropped_total{reason}``, summed over the process's open
+servers.
 """
 
 from __future__ import annotations
@@ -20,19 +23,22 @@ import http.server
 import io
 import json
 import logging
+import os
 import selectors
 import socket
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
+from spanhooks.metrics.families import METRICS_SERVER_CONNECTIONS_DROPPED, counter, register_source
 from spanhooks.util import checks
 from spanhooks.util.forksafe import fork_safe_lock
 from spanhooks.util.log import rate_limited
@@ -71,6 +77,12 @@ class _BoundedHTTPServer(http.server.HTTPServer):
     request heads, does TLS handshakes (non-blocking) and expires connections; each complete
     request is answered on its own daemon thread, named ``<loop thread's name>-request``. The
     drop counts are kept under a lock and may be read from any thread.
+
+    A metric source (see :mod:`spanhooks.metrics.families`) from construction until
+    :meth:`server_close`: the drop counts are scraped as
+    ``spanhooks_metrics_server_connections_dropped_total{reason}``. A closed server, or one a
+    forked child inherited (it serves nothing there), yields no family, so its counts leave
+    the sum over servers rather than stay behind frozen or be counted in two processes.
     """
 
     request_queue_size = 1024  # the listen backlog (kernel-held, no descriptor of ours)
@@ -99,6 +111,8 @@ class _BoundedHTTPServer(http.server.HTTPServer):
         self._stopped = threading.Event()
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
+        self._serving_pid: int | None = os.getpid()  # None once closed
+        register_source(self)  # held weakly: the loop thread keeps a running server alive
 
     # -- counts (any thread) -------------------------------------------------------------------
 
@@ -109,6 +123,16 @@ class _BoundedHTTPServer(http.server.HTTPServer):
     def dropped(self) -> dict[str, int]:
         with self._lock:
             return dict(self._dropped)
+
+    def metric_families(self) -> Iterator[Metric]:
+        """The drop counts by reason, every reason present; nothing once closed or forked."""
+        if self._serving_pid != os.getpid():
+            return
+        counts = self.dropped()
+        yield counter(
+            METRICS_SERVER_CONNECTIONS_DROPPED,
+            [((reason,), counts[reason]) for reason in DROP_REASONS],
+        )
 
     def request_head(self, request: socket.socket) -> bytes:
         """The request head the loop read for ``request`` (called once, by its handler)."""
@@ -167,6 +191,7 @@ class _BoundedHTTPServer(http.server.HTTPServer):
         self._stopped.wait()
 
     def server_close(self) -> None:
+        self._serving_pid = None
         super().server_close()
         for waiting in list(self._waiting):  # left only if the loop never ran (forked child)
             waiting.sock.close()
@@ -343,7 +368,9 @@ class MetricsServer:
     """A running ``/metrics`` + ``/health`` server; ``url`` tells where.
 
     :attr:`dropped` counts connections closed before a complete reply, by reason (one of
-    ``DROP_REASONS``); ``close()`` may be called from any thread, more than once.
+    ``DROP_REASONS``), and so does ``spanhooks_metrics_server_connections_dropped_total``
+    on any registry spanhooks collects into, until ``close()`` (after which this server's
+    counts leave that family); ``close()`` may be called from any thread, more than once.
     """
 
     def __init__(self, server: _BoundedHTTPServer, thread: threading.Thread, scheme: str) -> None:
