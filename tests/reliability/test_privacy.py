@@ -25,6 +25,8 @@ import pytest
 from opentelemetry.context import Context
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
@@ -36,6 +38,7 @@ from spanhooks.metrics.cardinality import MAX_SERIES, OTHER, LabelLimiter, Serie
 from spanhooks.metrics.families import EVENTS, BucketHistogram, counter, install_collector
 from spanhooks.metrics.server import start_metrics_server
 from spanhooks.testing import Capture, capture
+from spanhooks.tracing.redacted import redacted
 from spanhooks.util.log import MAX_LOG_MESSAGE_LENGTH, MAX_LOG_TRACEBACK_LENGTH, safe_url
 from spanhooks.util.redaction import REDACTED
 from spanhooks.vocab.logillm import ModuleEndEvent
@@ -821,3 +824,44 @@ def test_mark_process_dead_removes_a_dead_workers_live_gauge_files(tmp_path: Pat
     assert not list(directory.glob(f"gauge_live*_{pid}.db"))
     after = sorted(p.name for p in directory.glob(f"*_{pid}.db"))
     assert after == totals == [f"counter_{pid}.db", f"histogram_{pid}.db"]  # totals stay
+
+
+def test_spans_of_other_instrumentations_leave_a_spanhooks_pipeline_scrubbed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "spans.jsonl"
+    run_with_secret(tmp_path, FOREIGN_APP, path)
+    text = path.read_text()
+    assert SECRET not in text
+    [record] = [json.loads(line) for line in text.splitlines()]
+    assert record["name"] == f"chat gpt-{REDACTED}"
+    assert record["attributes"]["gen_ai.request.model"] == f"gpt-{REDACTED}"
+    assert record["events"][0]["attributes"] == {f"note {REDACTED}": f"said {REDACTED}"}
+    assert record["status"]["description"] == f"refused {REDACTED}"
+
+
+FOREIGN_APP = """
+import sys
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+import spanhooks
+
+secret, path = sys.argv[1], sys.argv[2]
+spanhooks.setup(jsonl_path=path, redact_patterns=[r"CANARY-sk-\\w+"], foreign_spans=False)
+tracer = trace.get_tracer("another-instrumentation")
+with tracer.start_as_current_span(f"chat gpt-{secret}") as span:
+    span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": f"gpt-{secret}"})
+    span.add_event("note", {f"note {secret}": f"said {secret}"})
+    span.set_status(Status(StatusCode.ERROR, f"refused {secret}"))
+spanhooks.shutdown()
+"""
+
+
+def test_a_span_without_a_match_is_passed_on_as_it_is() -> None:
+    provider = TracerProvider(shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("plain", attributes={"k": "v"}):
+        pass
+    [span] = exporter.get_finished_spans()
+    assert redacted(span, re.compile("CANARY-sk-\\w+")) is span

@@ -1,7 +1,10 @@
 """The one span processor that ``setup()`` adds to a TracerProvider, holding all of spanhooks'.
 
 The SDK cannot remove a processor from a provider; this one can be emptied, which is how
-``uninstall()`` leaves an application's own provider as it found it.
+``uninstall()`` leaves an application's own provider as it found it. With redaction patterns
+installed, every finished span is scrubbed here before any of them sees it
+(:func:`spanhooks.tracing.redacted.redacted`): spans of other instrumentations and of managers
+setup did not configure go out scrubbed too.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from spanhooks.tracing.redacted import redacted
 from spanhooks.util.log import logger
+from spanhooks.util.redaction import installed_pattern
 
 __all__ = ["Pipeline"]
 
@@ -30,6 +35,9 @@ class Pipeline(SpanProcessor):
             processor.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
+        pattern = installed_pattern()
+        if pattern is not None:
+            span = redacted(span, pattern)
         for processor in self.processors:
             processor.on_end(span)
 

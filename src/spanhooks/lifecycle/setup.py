@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -80,7 +80,7 @@ from spanhooks.tracing.context import attach_parent_from_env
 from spanhooks.util import checks
 from spanhooks.util.deadline import SharedDeadline
 from spanhooks.util.env import env_flag, env_float, env_int
-from spanhooks.util.redaction import redact_pattern_from_env
+from spanhooks.util.redaction import installed_pattern, redact_pattern_from_env, scrub_data
 from spanhooks.util.signals import add_termination_hook, remove_termination_hook
 
 __all__ = [
@@ -472,7 +472,11 @@ def _env_port() -> int | None:
 
 
 def _health() -> dict[str, Any]:
-    return get_health_monitor().get_health_status()
+    """The ``/health`` body: component names and check messages are application text, so
+    they are scrubbed like everything else spanhooks serves."""
+    status = get_health_monitor().get_health_status()
+    pattern = installed_pattern()
+    return status if pattern is None else cast(dict[str, Any], scrub_data(status, pattern))
 
 
 def _env_patterns() -> tuple[re.Pattern[str], ...]:

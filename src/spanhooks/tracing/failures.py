@@ -36,7 +36,7 @@ def exception_attributes(
     ``redact_patterns`` and bounded by its length limit. Never raises, even for an exception
     whose ``__str__`` does: everything spanhooks records about a failure goes through here."""
     attributes = {
-        "exception.type": _tail(exception_type_name(error), policy.max_length),
+        "exception.type": _tail(policy.scrub(exception_type_name(error)), policy.max_length),
         "exception.message": truncate(policy.scrub(safe_str(error)), policy.max_length),
     }
     if stacktrace:
@@ -61,6 +61,6 @@ def exception_type_name(error: BaseException) -> str:
 def error_description(error: BaseException, policy: AttributePolicy) -> str:
     """A span status description for ``error``: ``Kind: message``, scrubbed, at most
     :data:`~spanhooks.tracing.bounds.MAX_STATUS_DESCRIPTION_LENGTH` characters."""
-    name = class_name(type(error))
+    name = policy.scrub(class_name(type(error)))
     description = f"{name[:MAX_TYPE_NAME_LENGTH]}: {policy.scrub(safe_str(error))}"
     return truncate(description, MAX_STATUS_DESCRIPTION_LENGTH)

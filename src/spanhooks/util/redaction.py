@@ -20,9 +20,11 @@ __all__ = [
     "compile_redact_patterns",
     "current_pattern",
     "install_pattern",
+    "installed_pattern",
     "is_sensitive",
     "redact_pattern_from_env",
     "scrub",
+    "scrub_data",
 ]
 
 REDACTED = "[REDACTED]"
@@ -107,6 +109,12 @@ def install_pattern(pattern: re.Pattern[str] | None) -> re.Pattern[str] | None:
     return previous
 
 
+def installed_pattern() -> re.Pattern[str] | None:
+    """The pattern :func:`spanhooks.setup` installed (its own and the environment's), or None:
+    one global read, for the export path."""
+    return _installed
+
+
 def current_pattern() -> re.Pattern[str] | None:
     """The pattern :func:`scrub` applies now: the installed one, else the environment's.
 
@@ -135,3 +143,15 @@ def scrub(text: str, pattern: re.Pattern[str] | None = None) -> str:
     if pattern is None:
         pattern = current_pattern()
     return text if pattern is None else pattern.sub(REDACTED, text)
+
+
+def scrub_data(value: object, pattern: re.Pattern[str]) -> object:
+    """A copy of JSON-like ``value`` (dicts, lists, tuples, strings) with every string, keys
+    included, scrubbed of ``pattern``; other values as they are."""
+    if isinstance(value, str):
+        return pattern.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {scrub_data(k, pattern): scrub_data(v, pattern) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_data(item, pattern) for item in value]
+    return value
