@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from typing import Any
@@ -20,6 +21,7 @@ from spanhooks.ops import (
     register_error_handler,
 )
 from spanhooks.testing import Capture
+from spanhooks.tracing.attributes import AttributePolicy, set_active_policy
 
 
 @pytest.fixture
@@ -157,7 +159,9 @@ def test_error_type_names_the_module_of_non_builtin_exceptions(
     errors.handle_error(PaymentDeclined("no funds"), ErrorContext.API)
     expected = f"{__name__}.{PaymentDeclined.__qualname__}"
     assert dict(spanhooks_capture.span("handle_error api").attributes or {}) == {
-        "error.type": expected
+        "error.context": "api",
+        "error.severity": "medium",
+        "error.type": expected,
     }
     assert errors.get_error_stats()["by_type"] == {expected: 1}
 
@@ -252,3 +256,35 @@ def test_a_given_logger_logs_each_error_at_its_severity_level(
         (logging.CRITICAL, "critical error in audio (decode)"),
     ]
     assert caplog.records[1].exc_info is not None
+
+
+def test_the_stack_trace_and_metadata_are_content_recorded_only_on_opt_in(
+    spanhooks_capture: Capture,
+) -> None:
+    def fail() -> None:
+        raise ConnectionError("closed")
+
+    errors = ErrorHandler(tracer_provider=spanhooks_capture.provider)
+    previous = set_active_policy(AttributePolicy())
+    try:
+        try:
+            fail()
+        except ConnectionError as error:
+            info = errors.handle_error(error, "websocket", metadata={"frame": "hello"})
+        set_active_policy(AttributePolicy(capture_content=True))
+        try:
+            fail()
+        except ConnectionError as error:
+            errors.handle_error(error, "websocket", metadata={"frame": "hi", "token": "t0k"})
+    finally:
+        set_active_policy(previous)
+    hidden, shown = (
+        dict(s.events[0].attributes or {})
+        for s in spanhooks_capture.spans("handle_error websocket")
+    )
+    assert "in fail" in info.traceback  # handlers still get the whole traceback
+    assert "exception.stacktrace" not in hidden
+    assert "error.metadata" not in hidden
+    assert hidden["exception.message"] == "closed"  # messages and ids are not content
+    assert "in fail" in shown["exception.stacktrace"]
+    assert json.loads(shown["error.metadata"]) == {"frame": "hi", "token": "[REDACTED]"}

@@ -16,6 +16,7 @@ from prometheus_client.registry import CollectorRegistry
 from spanhooks.metrics.families import install_collector
 from spanhooks.metrics.server import start_metrics_server
 from spanhooks.ops import Alert, HealthMonitor
+from spanhooks.testing import Capture
 
 
 @pytest.fixture
@@ -141,3 +142,56 @@ def install_and_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     install_collector(registry)
     return registry
+
+
+def spans_named(cap: Capture, name: str, count: int, timeout: float = 5.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while len(cap.spans(name)) < count:
+        assert time.monotonic() < deadline, [s.name for s in cap.spans()]
+        time.sleep(0.01)
+    return cap.spans(name)
+
+
+def test_each_check_is_a_span_with_its_status_and_an_alert_event(
+    spanhooks_capture: Capture,
+) -> None:
+    results = iter([{"status": "healthy", "message": "API is responsive", "latency": 0.05}])
+    alerts: list[Alert] = []
+    health = HealthMonitor(alert_debounce_seconds=0.0, tracer_provider=spanhooks_capture.provider)
+    try:
+        health.register_alert_callback(alerts.append)
+        health.register_health_check(
+            "api",
+            lambda: next(results, {"status": "unhealthy", "message": "API error: refused"}),
+            interval=60,
+            critical=True,
+        )
+        [first] = spans_named(spanhooks_capture, "health_check api", 1)
+        health.run_check("api")
+        first, second = spans_named(spanhooks_capture, "health_check api", 2)
+    finally:
+        health.shutdown()
+    assert first.status.status_code.name == "UNSET"
+    assert dict(first.attributes or {}) == {
+        "spanhooks.polling.task": "api",
+        "spanhooks.polling.outcome": "success",
+        "health.component": "api",
+        "health.status": "healthy",
+        "health.critical": True,
+        "health.message": "API is responsive",
+    }
+    assert [e.name for e in first.events] == ["health.status_change"]  # unknown -> healthy
+    assert second.status.status_code.name == "ERROR"
+    assert second.status.description == "API error: refused"
+    assert dict(second.attributes or {})["health.status"] == "unhealthy"
+    change, alert = second.events
+    assert dict(change.attributes or {}) == {
+        "health.component": "api",
+        "health.status": "unhealthy",
+        "health.previous_status": "healthy",
+    }
+    assert alert.name == "health.alert"
+    assert dict(alert.attributes or {})["health.alert.severity"] == "critical"
+    assert [a.severity.value for a in alerts] == ["critical"]
+    assert second.instrumentation_scope is not None
+    assert second.instrumentation_scope.name == "spanhooks.health"

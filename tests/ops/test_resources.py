@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,40 @@ async def test_managed_resource_async_awaits_an_async_cleanup(resources: Resourc
     async with resources.managed_resource_async("conn", close, ResourceType.NETWORK) as conn:
         assert conn == "conn"
     assert closed == ["closed"]
+
+
+async def test_async_with_managed_resource_runs_a_sync_cleanup_off_the_loop(
+    spanhooks_capture: Capture,
+) -> None:
+    resources = ResourceManager(
+        max_workers=2, tracer_provider=spanhooks_capture.provider, handle_exit=False
+    )
+    loop_thread = threading.get_ident()
+    closed_on: list[int] = []
+    with spanhooks_capture.tracer.start_as_current_span("call"):
+        async with resources.managed_resource(
+            "ws",
+            lambda: closed_on.append(threading.get_ident()),
+            ResourceType.WEBSOCKET,
+            CleanupPriority.HIGH,
+        ) as ws:
+            assert ws == "ws"
+            assert resources.get_resource_stats()["pending"] == 1
+    assert len(closed_on) == 1 and closed_on != [loop_thread]
+    assert resources.get_resource_stats()["pending"] == 0
+    call, cleanup = spanhooks_capture.span("call"), spanhooks_capture.span("cleanup websocket")
+    assert cleanup.parent is not None and cleanup.parent.span_id == call.context.span_id
+    attributes = dict(cleanup.attributes or {})
+    assert attributes["spanhooks.cleanup.reason"] == "managed"
+    assert attributes["spanhooks.cleanup.priority"] == CleanupPriority.HIGH
+    assert attributes["spanhooks.cleanup.resource_type"] == "websocket"
+    assert isinstance(attributes["spanhooks.cleanup.id"], int)
+
+
+def test_the_thread_pool_size_is_an_option_checked_at_once() -> None:
+    assert ResourceManager(max_workers=8, handle_exit=False).max_workers == 8
+    with pytest.raises(ValueError, match="max_workers"):
+        ResourceManager(max_workers=0, handle_exit=False)
 
 
 def test_sigterm_runs_cleanups_then_dies_of_sigterm(tmp_path: Path) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 
 from spanhooks.ops import EventRouter
 from spanhooks.ops.router import MAX_EVENT_TYPES
 from spanhooks.testing import Capture
+from spanhooks.tracing.attributes import AttributePolicy, set_active_policy
 
 
 def test_the_seed_usage_works_as_written() -> None:
@@ -143,18 +146,81 @@ def test_distinct_event_types_counted_are_bounded() -> None:
 def test_each_routed_event_is_a_span_event_on_the_current_span(
     spanhooks_capture: Capture,
 ) -> None:
-    router = EventRouter()
+    router = EventRouter(tracer_provider=spanhooks_capture.provider)
     router.register_realtime_handler("session.created", lambda data: None)
     router.register_realtime_handler("session.created", lambda data: None)
     with spanhooks_capture.tracer.start_as_current_span("turn"):
         router.route("session.created", {})
         router.route("unknown", {})
-    router.route("session.created", {})  # no span: nothing to annotate, nothing made
     [span] = spanhooks_capture.spans()
     assert [dict(e.attributes or {}) for e in span.events if e.name == "router.event"] == [
         {"router.event_type": "session.created", "router.handlers": 2, "router.outcome": "handled"},
         {"router.event_type": "unknown", "router.handlers": 0, "router.outcome": "unhandled"},
     ]
+
+
+def test_an_event_routed_outside_any_span_gets_a_span_of_its_own_that_handlers_run_in(
+    spanhooks_capture: Capture,
+) -> None:
+    router = EventRouter(tracer_provider=spanhooks_capture.provider)
+    inside: list[int] = []
+    router.register_realtime_handler(
+        "session.created",
+        lambda data: inside.append(trace.get_current_span().get_span_context().span_id),
+    )
+    router.register_realtime_handler("session.created", lambda data: 1 / 0)
+    router.register_middleware(lambda event_type, data: None if data == "drop" else data)
+    router.route("session.created", {"text": "hello"})
+    router.route("session.created", "drop")
+    router.route("nobody.listens", {})
+    handled, dropped, unhandled = spanhooks_capture.spans()
+    assert [handled.name, dropped.name, unhandled.name] == [
+        "route session.created",
+        "route session.created",
+        "route nobody.listens",
+    ]
+    assert dict(handled.attributes or {}) == {
+        "router.name": "router",
+        "router.event_type": "session.created",
+        "router.handlers": 2,
+        "router.outcome": "handled",
+    }
+    assert [e.name for e in handled.events] == ["router.event", "spanhooks.callback.error"]
+    assert inside == [handled.context.span_id]
+    assert dict(dropped.attributes or {})["router.outcome"] == "dropped"
+    assert dict(unhandled.attributes or {})["router.outcome"] == "unhandled"
+    assert not trace.get_current_span().is_recording()
+
+
+async def test_async_routing_outside_any_span_also_gets_its_span(
+    spanhooks_capture: Capture,
+) -> None:
+    router = EventRouter(tracer_provider=spanhooks_capture.provider)
+
+    async def handler(data: Any) -> None:
+        pass
+
+    router.register_realtime_handler("response.done", handler)
+    assert await router.route_async("response.done", {}) is True
+    span = spanhooks_capture.span("route response.done")
+    assert dict(span.attributes or {})["router.outcome"] == "handled"
+
+
+def test_the_data_is_content_recorded_only_on_opt_in_and_redacted(
+    spanhooks_capture: Capture,
+) -> None:
+    router = EventRouter(tracer_provider=spanhooks_capture.provider)
+    router.register_realtime_handler("input.text", lambda data: None)
+    previous = set_active_policy(AttributePolicy())
+    try:
+        router.route("input.text", {"text": "my words", "api_key": "sk-1"})
+        set_active_policy(AttributePolicy(capture_content=True))
+        router.route("input.text", {"text": "my words", "api_key": "sk-1"})
+    finally:
+        set_active_policy(previous)
+    hidden, shown = (dict(s.events[0].attributes or {}) for s in spanhooks_capture.spans())
+    assert "router.data" not in hidden
+    assert json.loads(shown["router.data"]) == {"text": "my words", "api_key": "[REDACTED]"}
 
 
 async def test_async_routing_awaits_handlers_in_priority_order() -> None:

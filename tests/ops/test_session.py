@@ -147,6 +147,8 @@ def test_a_transition_is_a_span_event_on_the_current_span(spanhooks_capture: Cap
     [change] = [e for e in span.events if e.name == "session.status_change"]
     assert dict(change.attributes or {}) == {
         "session.id": "test_123",
+        "gen_ai.conversation.id": "test_123",
+        "user.id": "user_1",
         "session.old_status": "initializing",
         "session.new_status": "active",
         "session.reason": "first message",
@@ -168,7 +170,22 @@ def test_a_transition_outside_any_span_gets_one_span_holding_all_of_it(
         }
     ]
     span = spanhooks_capture.span("session active")
-    assert dict(span.attributes or {}) == {"session.id": "test_123"}
+    assert dict(span.attributes or {}) == {
+        "session.id": "test_123",
+        "gen_ai.conversation.id": "test_123",
+        "user.id": "user_1",
+        "session.status": "active",
+    }
+
+
+def test_a_session_entering_error_outside_any_span_leaves_an_error_span(
+    spanhooks_capture: Capture,
+) -> None:
+    state = session(spanhooks_capture)
+    state.update_status(SessionStatus.ERROR, reason="audio stream lost")
+    span = spanhooks_capture.span("session error")
+    assert span.status.status_code.name == "ERROR"
+    assert span.status.description == "audio stream lost"
 
 
 def test_inactivity_times_the_session_out_once(spanhooks_capture: Capture) -> None:

@@ -416,7 +416,10 @@ from spanhooks.ops import handle_error
 
 secret, path = sys.argv[1], sys.argv[2]
 registry = CollectorRegistry()
-spanhooks.setup(jsonl_path=path, registry=registry, redact_patterns=[r"CANARY-sk-\\w+"])
+spanhooks.setup(
+    jsonl_path=path, registry=registry, redact_patterns=[r"CANARY-sk-\\w+"],
+    capture_content=True,  # a handled error's stack trace is content: recorded only on opt-in
+)
 
 def leaky(tool_name, tool_args):
     raise ValueError(f"refused {secret}")

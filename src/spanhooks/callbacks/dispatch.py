@@ -422,7 +422,8 @@ def _record_on_span(
 ) -> None:
     if span is None or not span.is_recording():
         return
-    attributes: dict[str, str] = {"spanhooks.callback": callback}
+    policy = active_policy()  # a callback's name is the application's text, like its error
+    attributes: dict[str, str] = {"spanhooks.callback": policy.scrub(callback)}
     if exc is not None:
-        attributes.update(exception_attributes(exc, active_policy(), stacktrace=False))
+        attributes.update(exception_attributes(exc, policy, stacktrace=False))
     span.add_event(event, attributes)

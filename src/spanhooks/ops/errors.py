@@ -5,6 +5,11 @@ an ``error.type`` attribute and status ERROR), counts it, and runs the handlers 
 its context together with the all-context handlers, in one priority order, through the dispatch
 core. When no span is recording, a ``handle_error {context}`` span is made so the error is never
 lost; it is current while the handlers run (so what they emit nests under it) and ends after.
+The ids (``error.context``, ``error.severity``, ``error.operation``) are always recorded, on
+the ``exception`` event and on a span of our own; the stack trace and the metadata are content,
+recorded (``exception.stacktrace``, ``error.metadata``) only when the active attribute policy
+captures content, and scrubbed by its redaction like everything else. Handlers still get the
+whole traceback in :attr:`ErrorInfo.traceback`.
 
 :func:`handle_error` is synchronous and returns the :class:`ErrorInfo`; an async handler still
 runs to completion (on a private loop, or as a task inside a running loop). The seed's
@@ -304,23 +309,29 @@ class ErrorHandler:
         ctx, _ = live_context()
         span = trace.get_current_span(ctx)
         own: Span | None = None
-        if not span.is_recording():
-            span = own = self._tracer.start_span(f"handle_error {where.value}", context=ctx)
         kind = exception_type_name(error)
         policy = active_policy()  # redaction applies to the operation, message and trace
-        attributes: dict[str, Any] = {"error.context": where.value, "error.severity": level.value}
+        ids: dict[str, Any] = {"error.context": where.value, "error.severity": level.value}
         if operation:
-            attributes["error.operation"] = operation
-        span.add_event(
-            "exception", {**exception_attributes(error, policy), **recorded(attributes, policy)}
-        )
+            ids["error.operation"] = operation
+        if not span.is_recording():
+            span = own = self._tracer.start_span(
+                f"handle_error {where.value}", context=ctx, attributes=recorded(ids, policy)
+            )
+        attributes = dict(ids)
+        if metadata and policy.capture_content:  # metadata may carry payloads: content
+            attributes["error.metadata"] = metadata
+        # The stack trace is content (it quotes source lines and locals' reprs in frames):
+        # recorded only when the policy captures content, as prompts are.
+        recorded_exception = exception_attributes(error, policy, stacktrace=policy.capture_content)
+        span.add_event("exception", {**recorded_exception, **recorded(attributes, policy)})
         span.set_attribute("error.type", kind)
         span.set_status(Status(StatusCode.ERROR, error_description(error, policy)))
         sc = span.get_span_context()
         text = traceback_text(error)
-        ids = (format(sc.span_id, "016x"), format(sc.trace_id, "032x")) if sc.is_valid else ()
+        span_ids = (format(sc.span_id, "016x"), format(sc.trace_id, "032x")) if sc.is_valid else ()
         meta = dict(metadata or {})
-        info = ErrorInfo(error, where, level, operation, meta, time.time(), text[-8192:], *ids)
+        info = ErrorInfo(error, where, level, operation, meta, time.time(), text[-8192:], *span_ids)
         with self._lock:
             counts = self._counts
             counts["by_context"][where.value] += 1

@@ -8,8 +8,18 @@ counts as unhealthy. The overall status is the worst component status, except th
 
 Alert callbacks run through the dispatch core when a component's status changes, at most once
 per ``alert_debounce_seconds`` per component. History keeps every result for
-``history_retention_hours``. Threading contract: checks run on the polling pool; the state is
-guarded by one lock that is never held while calling out.
+``history_retention_hours``.
+
+Every check is a ``health_check {component}`` span (tracer ``spanhooks.health``) with
+``health.component``, ``health.critical``, ``health.status`` and ``health.message``; an
+unhealthy result sets its status to ERROR (the message as description), a change of status is a
+``health.status_change`` event and an alert a ``health.alert`` event (severity, previous and
+new status, message), and the alert callbacks run inside that span. So the trace tells what
+``/metrics`` and ``/health`` tell. The check's other details (latency...) are the
+application's data and are not recorded; messages are scrubbed by the redaction patterns.
+
+Threading contract: checks run on the polling pool; the state is guarded by one lock that is
+never held while calling out.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
 from spanhooks.callbacks.dispatch import Dispatcher
@@ -36,9 +48,13 @@ from spanhooks.metrics.families import (
     gauge,
     register_source,
 )
+from spanhooks.ops.errors import recorded
 from spanhooks.ops.polling import PollingManager
+from spanhooks.tracing.attributes import active_policy
+from spanhooks.tracing.bounds import MAX_STATUS_DESCRIPTION_LENGTH
 from spanhooks.util import checks
 from spanhooks.util.lazy import ProcessWide
+from spanhooks.util.text import truncate
 
 __all__ = [
     "Alert",
@@ -121,6 +137,7 @@ class HealthMonitor:
         history_retention_hours: float = 24.0,
         default_timeout: float = 10.0,
         max_history: int = 10_000,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         checks.seconds("alert_debounce_seconds", alert_debounce_seconds, zero=True)
         checks.seconds(
@@ -134,7 +151,13 @@ class HealthMonitor:
         self.alert_debounce_seconds = alert_debounce_seconds
         self.history_retention_hours = history_retention_hours
         self.default_timeout = default_timeout
-        self._polling = PollingManager(name="health", on_result=self._record, metrics=False)
+        self._polling = PollingManager(
+            name="health",
+            on_result=self._record,
+            metrics=False,
+            span_prefix="health_check",
+            tracer_provider=tracer_provider,
+        )
         self._alerts: Dispatcher[str] = Dispatcher(name="health.alerts")
         self._lock = threading.Lock()
         self._components: dict[str, _Component] = {}
@@ -196,6 +219,7 @@ class HealthMonitor:
     # -- results ----------------------------------------------------------------------------
 
     def _record(self, component: str, result: Any, outcome: str) -> None:
+        """One check's result (called inside its span): state, history, span, alert."""
         now = time.time()
         status, message, details = _interpret(result, outcome)
         entry = HealthResult(component, status, message, now, self._duration(component), details)
@@ -214,8 +238,14 @@ class HealthMonitor:
                 state.last_alert = now
                 key = (component, alert.severity.value)
                 self._alert_counts[key] = self._alert_counts.get(key, 0) + 1
+            critical = state.critical
+        span = trace.get_current_span()
+        _trace_result(span, entry, previous, critical, alert)
         if alert is not None:
-            self._alerts.dispatch(self._alerts.routes(_ALERTS), _ALERTS, (alert,), {})
+            routes = self._alerts.routes(_ALERTS)
+            self._alerts.dispatch(
+                routes, _ALERTS, (alert,), {}, span if span.is_recording() else None
+            )
 
     def _duration(self, component: str) -> float | None:
         try:
@@ -236,7 +266,8 @@ class HealthMonitor:
     # -- reports ------------------------------------------------------------------------------
 
     def get_health_status(self) -> dict[str, Any]:
-        """The overall status and each component's latest result."""
+        """The overall status and each component's latest result, as the application gave
+        them (the ``/health`` body that :func:`spanhooks.setup` serves is scrubbed there)."""
         with self._lock:
             components = {
                 name: {
@@ -333,6 +364,38 @@ def _interpret(result: Any, outcome: str) -> tuple[HealthStatus, str, Mapping[st
         details = {k: v for k, v in result.items() if k not in ("status", "message")}
         return status, str(result.get("message", raw)), details
     return HealthStatus.UNKNOWN, f"unrecognised check result {type(result).__name__}", {}
+
+
+def _trace_result(
+    span: trace.Span,
+    entry: HealthResult,
+    previous: HealthStatus,
+    critical: bool,
+    alert: Alert | None,
+) -> None:
+    """Put one result on its check's span: ids and status always, a change and an alert as
+    events; unhealthy is the span's ERROR status."""
+    if not span.is_recording():
+        return
+    policy = active_policy()  # messages may quote what redaction must hide
+    ids = {"health.component": entry.component, "health.status": entry.status.value}
+    span.set_attributes(
+        recorded({**ids, "health.critical": critical, "health.message": entry.message}, policy)
+    )
+    if entry.status is not previous:
+        change = {**ids, "health.previous_status": previous.value}
+        span.add_event("health.status_change", recorded(change, policy))
+    if alert is not None:
+        raised = {
+            **ids,
+            "health.previous_status": alert.previous.value,
+            "health.alert.severity": alert.severity.value,
+            "health.alert.message": alert.message,
+        }
+        span.add_event("health.alert", recorded(raised, policy))
+    if entry.status is HealthStatus.UNHEALTHY:
+        description = truncate(policy.scrub(entry.message), MAX_STATUS_DESCRIPTION_LENGTH)
+        span.set_status(Status(StatusCode.ERROR, description))
 
 
 def _alert_for(

@@ -4,7 +4,10 @@ Replaces hard-coded ``while True: ...; sleep(n)`` loops (seed 000). One schedule
 the tasks in due-time order and hands due runs to a small worker pool, so a slow task delays
 no other. A task never overlaps itself, and a run slower than its interval does not pile up:
 the next run is scheduled from when the last one finished, skipping missed ticks. Each run is
-a span (``poll {name}``) and is counted for ``/metrics``.
+a span (``poll {name}``, or ``{span_prefix} {name}``) with the task's name
+(``spanhooks.polling.task``) and outcome, and is counted for ``/metrics``; ``on_result`` hears
+the run while its span is still current, so what it records lands on that span. The callback's
+result is not recorded (it is the application's data).
 
 Threading contract: callbacks run on the pool's threads (async callbacks on that thread's own
 event loop, through the dispatch core); registering, pausing and stopping are safe from any
@@ -37,6 +40,9 @@ from spanhooks.metrics.families import (
     gauge,
     register_source,
 )
+from spanhooks.ops.errors import recorded
+from spanhooks.tracing.attributes import active_policy
+from spanhooks.tracing.bounds import bounded_name
 from spanhooks.util import checks
 from spanhooks.util.lazy import ProcessWide
 from spanhooks.util.log import rate_limited
@@ -104,9 +110,10 @@ class _Task:
 class PollingManager:
     """Runs registered tasks every ``interval`` seconds on a scheduler thread and worker pool.
 
-    ``on_result(name, result, outcome)``, if given, hears every finished run (the health
-    monitor is built on it). The scheduler starts with the first task and stops at
-    :meth:`shutdown`.
+    ``on_result(name, result, outcome)``, if given, hears every finished run, inside the
+    run's span (the health monitor is built on it). ``span_prefix`` starts each run's span
+    name; ``name`` labels threads and the tracer (``spanhooks.{name}``). The scheduler starts
+    with the first task and stops at :meth:`shutdown`.
     """
 
     def __init__(
@@ -117,9 +124,11 @@ class PollingManager:
         on_result: Callable[[str, Any, str], None] | None = None,
         name: str = "polling",
         metrics: bool = True,
+        span_prefix: str = "poll",
     ) -> None:
         checks.count("max_workers", max_workers, minimum=1, limit=1_024)
         self.name = name
+        self._span_prefix = span_prefix
         self._dispatcher: Dispatcher[str] = Dispatcher(name=name)
         self._tasks: dict[str, _Task] = {}
         self._wake = threading.Condition()
@@ -128,7 +137,7 @@ class PollingManager:
         )
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._tracer = trace.get_tracer("spanhooks.polling", tracer_provider=tracer_provider)
+        self._tracer = trace.get_tracer(f"spanhooks.{name}", tracer_provider=tracer_provider)
         self._on_result = on_result
         self.durations = BucketHistogram()
         if metrics:  # the health monitor reports its checks under its own names instead
@@ -281,7 +290,11 @@ class PollingManager:
         reg = task.registration
         errors, timeouts = reg.errors, reg.timeouts
         routes: tuple[Route, ...] = self._dispatcher.routes(task.name)
-        with self._tracer.start_as_current_span(f"poll {task.name}") as span:
+        policy = active_policy()
+        with self._tracer.start_as_current_span(
+            bounded_name(policy.scrub(f"{self._span_prefix} {task.name}")),
+            attributes=recorded({"spanhooks.polling.task": task.name}, policy),
+        ) as span:
             results = self._dispatcher.dispatch(
                 routes, task.name, (), {}, span, DispatchMode.COLLECT
             )
@@ -294,7 +307,7 @@ class PollingManager:
             span.set_attribute("spanhooks.polling.outcome", outcome.value)
             if error:
                 span.set_status(Status(StatusCode.ERROR, error))
-        self._finish(task, outcome, results[0] if results else None, started, error, span)
+            self._finish(task, outcome, results[0] if results else None, started, error, span)
 
     def _condition_holds(self, task: _Task) -> bool:
         try:

@@ -4,7 +4,12 @@ Middleware runs first, as a pipe through the dispatch core: each ``middleware(ev
 returns the (possibly transformed) data for the next one, or None to drop the event; a raising
 middleware is logged and skipped. Then every handler for the event type runs in priority
 order, timed by the core for :meth:`EventRouter.get_handler_stats`. Each routed event is a
-``router.event`` span event on the current recording span, if there is one.
+``router.event`` span event (``router.event_type``, ``router.handlers``, ``router.outcome``)
+on the current recording span; with none open, routing makes a ``route {event_type}`` span of
+its own carrying the same, current while middleware and handlers run (so what they emit nests
+under it; a failing handler is a ``spanhooks.callback.error`` event on it). The event's data
+is content: recorded (``router.data``, as handlers got it) only when the active attribute
+policy captures content, with sensitive keys and redaction patterns applied.
 
 Threading contract: registering is safe from any thread and never blocks routing; middleware
 and handlers run in the routing thread or task (async ones awaited by :meth:`route_async`).
@@ -19,12 +24,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, TracerProvider
 from prometheus_client.core import Metric
 
 from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode
 from spanhooks.callbacks.routes import Route, is_async_callable
 from spanhooks.metrics.families import ROUTER_EVENTS, counter, register_source
+from spanhooks.ops.errors import own_span, recorded
+from spanhooks.tracing.attributes import active_policy
+from spanhooks.tracing.bounds import bounded_name
+from spanhooks.tracing.spans import live_context
 from spanhooks.util.log import logger
 
 __all__ = ["EventRouter"]
@@ -39,11 +48,16 @@ _HANDLED, _DROPPED, _UNHANDLED = "handled", "dropped", "unhandled"
 class EventRouter:
     """Routes events by type to handlers, after middleware has had its say.
 
-    ``name`` labels log lines and the ``spanhooks_router_events`` metric's dispatcher.
+    ``name`` labels log lines and the ``spanhooks_router_events`` metric's dispatcher;
+    ``tracer_provider`` makes the spans of events routed outside any span (default: the
+    global provider).
     """
 
-    def __init__(self, name: str = "router") -> None:
+    def __init__(
+        self, name: str = "router", *, tracer_provider: TracerProvider | None = None
+    ) -> None:
         self.name = name
+        self._tracer = trace.get_tracer("spanhooks.router", tracer_provider=tracer_provider)
         self._handlers: Dispatcher[str] = Dispatcher(name=name)
         self._middleware: Dispatcher[str] = Dispatcher(name=f"{name}.middleware")
         self._lock = threading.Lock()
@@ -105,45 +119,64 @@ class EventRouter:
         Async middleware must be awaited to pass data on, so inside a running loop it needs
         :meth:`route_async`; ``route`` raises ``RuntimeError`` rather than drop the event.
         """
-        span = _recording_span()
         middleware = self._middleware.routes(_MIDDLEWARE)
-        if middleware:
-            if _any_async(middleware) and _loop_running():
-                raise RuntimeError(
-                    f"{self.name}: async middleware inside a running event loop needs "
-                    "'await router.route_async(...)'"
-                )
-            data = self._middleware.dispatch(
-                middleware, event_type, (data, event_type), {}, span, DispatchMode.PIPE
+        if middleware and _any_async(middleware) and _loop_running():
+            raise RuntimeError(
+                f"{self.name}: async middleware inside a running event loop needs "
+                "'await router.route_async(...)'"
             )
-            if data is None:
-                return self._outcome(event_type, _DROPPED, span, 0)
-        routes = self._handlers.routes(event_type)
-        if not routes:
-            return self._outcome(event_type, _UNHANDLED, span, 0)
-        self._outcome(event_type, _HANDLED, span, len(routes))
-        self._handlers.dispatch(routes, event_type, (data,), {}, span)
-        return True
+        span, own = self._span(event_type)
+        with own_span(own):
+            if middleware:
+                data = self._middleware.dispatch(
+                    middleware, event_type, (data, event_type), {}, span, DispatchMode.PIPE
+                )
+                if data is None:
+                    return self._outcome(event_type, _DROPPED, span, 0, None, own)
+            routes = self._handlers.routes(event_type)
+            if not routes:
+                return self._outcome(event_type, _UNHANDLED, span, 0, data, own)
+            self._outcome(event_type, _HANDLED, span, len(routes), data, own)
+            self._handlers.dispatch(routes, event_type, (data,), {}, span)
+            return True
 
     async def route_async(self, event_type: str, data: Any, concurrent: bool = False) -> bool:
         """:meth:`route`, awaiting async middleware and handlers. With ``concurrent`` the
         handlers run at once (``asyncio.gather``); middleware always runs in order."""
-        span = _recording_span()
-        middleware = self._middleware.routes(_MIDDLEWARE)
-        if middleware:
-            data = await self._middleware.dispatch_async(
-                middleware, event_type, (data, event_type), {}, span, DispatchMode.PIPE
+        span, own = self._span(event_type)
+        with own_span(own):
+            middleware = self._middleware.routes(_MIDDLEWARE)
+            if middleware:
+                data = await self._middleware.dispatch_async(
+                    middleware, event_type, (data, event_type), {}, span, DispatchMode.PIPE
+                )
+                if data is None:
+                    return self._outcome(event_type, _DROPPED, span, 0, None, own)
+            routes = self._handlers.routes(event_type)
+            if not routes:
+                return self._outcome(event_type, _UNHANDLED, span, 0, data, own)
+            self._outcome(event_type, _HANDLED, span, len(routes), data, own)
+            await self._handlers.dispatch_async(
+                routes, event_type, (data,), {}, span, concurrent=concurrent
             )
-            if data is None:
-                return self._outcome(event_type, _DROPPED, span, 0)
-        routes = self._handlers.routes(event_type)
-        if not routes:
-            return self._outcome(event_type, _UNHANDLED, span, 0)
-        self._outcome(event_type, _HANDLED, span, len(routes))
-        await self._handlers.dispatch_async(
-            routes, event_type, (data,), {}, span, concurrent=concurrent
+            return True
+
+    def _span(self, event_type: str) -> tuple[Span, Span | None]:
+        """The recording span to note the event on, and whether it is our own (made because
+        none was open: ``route {event_type}``, to be made current and ended by the caller)."""
+        ctx, _ = live_context()
+        span = trace.get_current_span(ctx)
+        if span.is_recording():
+            return span, None
+        policy = active_policy()  # an event type could carry what must be hidden
+        own = self._tracer.start_span(
+            bounded_name(policy.scrub(f"route {event_type}")),
+            context=ctx,
+            attributes=recorded(
+                {"router.name": self.name, "router.event_type": event_type}, policy
+            ),
         )
-        return True
+        return own, own
 
     def get_handler_stats(self) -> dict[str, Any]:
         """Plain data: ``handlers`` (per handler: id, name, event_type, priority, calls, errors,
@@ -172,7 +205,15 @@ class EventRouter:
             outcomes = [(key, float(n)) for key, n in self._outcomes.items()]
         yield counter(ROUTER_EVENTS, outcomes)
 
-    def _outcome(self, event_type: str, outcome: str, span: Span | None, handlers: int) -> bool:
+    def _outcome(
+        self,
+        event_type: str,
+        outcome: str,
+        span: Span,
+        handlers: int,
+        data: Any,
+        own: Span | None,
+    ) -> bool:
         """Count the outcome (event types bounded), note it on the span; True if handled."""
         with self._lock:
             label = event_type
@@ -182,23 +223,23 @@ class EventRouter:
                 else:
                     label = "_other"
             self._outcomes[label, outcome] += 1
-        if span is not None:
-            span.add_event(
-                "router.event",
-                {
-                    "router.event_type": event_type,
-                    "router.handlers": handlers,
-                    "router.outcome": outcome,
-                },
+        policy = active_policy()
+        ids: dict[str, Any] = {
+            "router.event_type": event_type,
+            "router.handlers": handlers,
+            "router.outcome": outcome,
+        }
+        if own is not None:
+            own.set_attributes(
+                recorded({"router.handlers": handlers, "router.outcome": outcome}, policy)
             )
+        attributes = dict(ids)
+        if policy.capture_content and data is not None:
+            attributes["router.data"] = data
+        span.add_event("router.event", recorded(attributes, policy))
         if outcome == _UNHANDLED:
             logger.debug("%s: no handler for event type %r", self.name, event_type)
         return outcome == _HANDLED
-
-
-def _recording_span() -> Span | None:
-    span = trace.get_current_span()
-    return span if span.is_recording() else None
 
 
 def _any_async(routes: tuple[Route, ...]) -> bool:

@@ -2,7 +2,10 @@
 
 A :class:`SessionState` moves between :class:`SessionStatus` values along
 :data:`ALLOWED_TRANSITIONS`; anything else raises ``ValueError`` and changes nothing. Each
-transition is announced three ways: a ``session.status_change`` span event, the Thea event
+transition is announced three ways: a ``session.status_change`` span event (with the ids
+``session.id``, ``gen_ai.conversation.id``, ``user.id`` when known, the old and new status and
+the reason; outside any span, on a ``session {status}`` span of its own, ERROR when the
+session entered ERROR), the Thea event
 ``on_state_change(user_id, old_state, new_state)`` on a :class:`~spanhooks.CallbackManager`, and
 the session's own status callbacks, called through the dispatch core in priority order.
 :meth:`SessionState.check_timeout` moves an idle session to TIMED_OUT and also fires Thea's
@@ -25,7 +28,7 @@ from enum import Enum
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import TracerProvider
+from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
 from spanhooks.callbacks.dispatch import Dispatcher
@@ -33,6 +36,7 @@ from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.metrics.families import SESSIONS, gauge, register_source
 from spanhooks.ops.errors import own_span, recorded
 from spanhooks.tracing.attributes import active_policy
+from spanhooks.tracing.bounds import MAX_STATUS_DESCRIPTION_LENGTH
 from spanhooks.tracing.spans import live_context
 from spanhooks.util import checks
 
@@ -224,8 +228,14 @@ class SessionState:
         Thea events and callbacks run, so the whole transition is one span.
         """
         old, new = transition.old, transition.new
-        attributes = {
+        ids: dict[str, Any] = {
             "session.id": self.conversation_id,
+            "gen_ai.conversation.id": self.conversation_id,
+        }
+        if self.user_id is not None:
+            ids["user.id"] = self.user_id
+        attributes = {
+            **ids,
             "session.old_status": old.value,
             "session.new_status": new.value,
         }
@@ -239,8 +249,11 @@ class SessionState:
             span = own = self._tracer.start_span(
                 f"session {new.value}",
                 context=ctx,
-                attributes=recorded({"session.id": self.conversation_id}, policy),
+                attributes=recorded({**ids, "session.status": new.value}, policy),
             )
+            if new is SessionStatus.ERROR:  # our own span: the session's failure is its status
+                reason = policy.scrub(transition.reason or "session entered error")
+                span.set_status(Status(StatusCode.ERROR, reason[:MAX_STATUS_DESCRIPTION_LENGTH]))
         span.add_event("session.status_change", recorded(attributes, policy))
         with own_span(own):
             self._manager.trigger(
