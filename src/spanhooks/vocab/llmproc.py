@@ -2,7 +2,9 @@
 
 Turns, API calls and tool calls are start/end pairs that become ``invoke_agent``, ``chat`` and
 ``execute_tool`` spans; ``RESPONSE`` and ``STDERR_WRITE`` are span events. Tool arguments and
-results, request payloads, responses and stderr text are content, recorded only on opt-in.
+results, request payloads, responses and stderr text are content, recorded only on opt-in. A
+failed tool's status description is the error its result names (an exception, or an
+``is_error`` result's ``error``), never the tool's output.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from opentelemetry.trace import SpanKind
 
 from spanhooks.events.spec import Bound, EventSet, end, point, start
+from spanhooks.util.text import safe_str
 from spanhooks.vocab._genai import field, request_attributes, response_attributes
 
 __all__ = ["LLMPROC", "CallbackEvent", "LLMProcCallback"]
@@ -57,13 +60,26 @@ def _turn_end_attributes(bound: Bound) -> dict[str, Any]:
     return attrs
 
 
+_TOOL_ERROR = "tool returned an error"
+"""The status description of a failed tool whose result names no error of its own."""
+
+
 def _tool_failure(bound: Bound) -> BaseException | str | None:
+    """A tool's failure: an exception as its result, or an ``is_error`` result's ``error``.
+
+    The error (an exception, or its message) is recorded like any exception message: not
+    content. The result's ``content`` is the tool's output, so it is content: it is recorded
+    (as ``gen_ai.tool.call.result``) only on opt-in, never as the status description, which
+    is then "tool returned an error".
+    """
     result = bound.get("result")
     if isinstance(result, BaseException):
         return result
     if field(result, "is_error") is True:
-        detail = field(result, "error", "content", "message")
-        return str(detail) if detail is not None else "tool returned an error"
+        detail = field(result, "error")
+        if isinstance(detail, BaseException):
+            return detail
+        return safe_str(detail) if detail is not None else _TOOL_ERROR
     return None
 
 
@@ -100,7 +116,7 @@ LLMPROC = EventSet(
             content={"result"},
             key="tool_name",
             error=_tool_failure,
-            doc="A tool execution completed (an ``is_error`` result marks the span ERROR).",
+            doc="A tool execution completed (an exception or an ``is_error`` result: span ERROR).",
         ),
         point("response", "text", content={"text"}, doc="The model generated a response."),
         start(
