@@ -89,6 +89,14 @@ DOCUMENTED = {
     ),
     "spanhooks.testing": "Capture CapturedEvent SequentialIdGenerator capture span_tree",
     "spanhooks.instrumentation": "SpanhooksInstrumentor",
+    "spanhooks.integrations.llmproc": (
+        "INSTALL_HINT SUPPORTED_VERSIONS SpanhooksCallback callback instrument is_instrumented "
+        "uninstrument"
+    ),
+    "spanhooks.integrations.logillm": (
+        "INSTALL_HINT SUPPORTED_VERSIONS SpanhooksCallback callback instrument is_instrumented "
+        "uninstrument"
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""The real frameworks agent code runs on (llmproc, logillm...), each traced in one line."""

@@ -1,0 +1,479 @@
+"""LogiLLM (0.2.x) traced with one line: ``instrument()``, or a handler to register yourself.
+
+``instrument()`` registers one global callback on LogiLLM's process-wide ``callback_manager``
+(its public ``register_global``), which turns every LogiLLM event into the matching typed event
+of spanhooks' ``logillm`` vocabulary (:mod:`spanhooks.vocab.logillm`) and emits it: modules,
+optimizations and evaluations become spans (``module Predict``, ``optimize LabeledFewShot``,
+``evaluate Predict``), provider calls CLIENT ``chat {model}`` spans with the GenAI conventions'
+attributes (operation, provider, request and response model, token usage, finish reasons,
+errors), hyperparameter updates span events. Callbacks registered on spanhooks for those
+events (``LogiLLMCallback`` subclasses, ``callback_types=[...]`` filters) see them as if LogiLLM
+had emitted them on spanhooks.
+
+Parents follow LogiLLM's own ``call_id``/``parent_call_id``: a call whose parent LogiLLM names
+opens under that parent's span, wherever it runs; a call LogiLLM gives no parent (optimizers
+run their evaluations outside their own context) opens under the current span, which is the
+call it is running in. Each span carries LogiLLM's ids as ``logillm.call_id`` and
+``logillm.parent_call_id``, to join it with LogiLLM's own logs; spanhooks callbacks see
+spanhooks' ids in ``event.context``. A module that fails (LogiLLM's ``ErrorEvent``) ends its span
+as ``module_end`` with ``success=False`` and the exception; a provider failure is
+``provider_error``.
+
+``uninstrument()`` unregisters the callback. Both are idempotent and thread-safe. To register
+it yourself instead::
+
+    callback_manager.register_global(spanhooks.integrations.logillm.callback())
+
+Importing this module does not import LogiLLM; ``instrument()`` does, and raises
+``ImportError`` (not installed) or ``RuntimeError`` (unsupported version) with the install hint.
+
+Threading: LogiLLM calls callbacks in the task or thread that emits; the open-call table here
+is guarded by a lock and bounded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import importlib.metadata
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
+from spanhooks.tracing.attributes import coerce
+from spanhooks.tracing.spans import record_failure
+from spanhooks.vocab import logillm as vocab
+from spanhooks.vocab._genai import field
+
+__all__ = [
+    "INSTALL_HINT",
+    "SUPPORTED_VERSIONS",
+    "SpanhooksCallback",
+    "callback",
+    "instrument",
+    "is_instrumented",
+    "uninstrument",
+]
+
+INSTALL_HINT = "pip install 'spanhooks[logillm]'"
+SUPPORTED_VERSIONS = ">=0.2,<0.3"
+"""The LogiLLM releases whose callback manager and event classes this module was written
+against."""
+
+_SUPPORTED = ((0, 2), (0, 3))
+MAX_OPEN_CALLS = 10_000
+"""LogiLLM calls remembered while open; past it the oldest is forgotten (its span is still
+closed by spanhooks' own open-span limits)."""
+
+CALL_ID = "logillm.call_id"
+PARENT_CALL_ID = "logillm.parent_call_id"
+
+
+@dataclass(frozen=True)
+class _Call:
+    """An open LogiLLM call: spanhooks' call id, the context that makes its span current,
+    and, when its start had to make its LogiLLM parent current, the context it replaced."""
+
+    call_id: str
+    ctx: otel_context.Context
+    parent_ctx: otel_context.Context | None
+    caller: otel_context.Context | None
+
+
+def _timestamp(event: object) -> dict[str, Any]:
+    stamp = getattr(event, "timestamp", None)
+    if isinstance(stamp, datetime.datetime):
+        return {"timestamp": stamp.timestamp()}
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        return {"timestamp": float(stamp)}
+    return {}
+
+
+def _ids(event: object) -> tuple[str | None, str | None]:
+    context = getattr(event, "context", None)
+    call_id = field(context, "call_id")
+    parent = field(context, "parent_call_id")
+    return (
+        call_id if isinstance(call_id, str) else None,
+        parent if isinstance(parent, str) else None,
+    )
+
+
+class SpanhooksCallback:
+    """A LogiLLM callback that re-emits each LogiLLM event as spanhooks' typed event.
+
+    Its methods are synchronous, so LogiLLM calls them from ``emit_sync`` and ``emit_async``
+    alike. ``manager`` is the :class:`~spanhooks.CallbackManager` to emit on (the process-wide
+    one by default); ``enabled = False`` makes it a no-op.
+    """
+
+    name = "spanhooks"
+
+    def __init__(self, manager: CallbackManager | None = None) -> None:
+        if manager is not None and not isinstance(manager, CallbackManager):
+            raise TypeError(f"manager must be a CallbackManager, got {manager!r}")
+        self.manager = manager if manager is not None else get_callback_manager()
+        self.enabled = True
+        self._calls: OrderedDict[str, _Call] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __copy__(self) -> SpanhooksCallback:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SpanhooksCallback:
+        # LogiLLM optimizers deep-copy modules, and with them the process-wide callback
+        # manager and what is registered on it: the copy must be this same handler.
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _unpickled, ()  # the manager and open calls stay in this process
+
+    # -- LogiLLM's events -----------------------------------------------------------------------
+
+    def on_module_start(self, event: Any) -> None:
+        self._start(
+            event,
+            vocab.ModuleStartEvent(
+                module=event.module, inputs=_dict(event, "inputs"), **_timestamp(event)
+            ),
+        )
+
+    def on_module_end(self, event: Any) -> None:
+        self._end(
+            event,
+            vocab.ModuleEndEvent(
+                module=event.module,
+                outputs=_dict(event, "outputs"),
+                prediction=getattr(event, "prediction", None),
+                duration=getattr(event, "duration", None),
+                success=bool(getattr(event, "success", True)),
+                **_timestamp(event),
+            ),
+        )
+
+    def on_error(self, event: Any) -> None:
+        """LogiLLM's ``ErrorEvent`` ends the module it names, failed (the vocabulary has no
+        error event of its own; a module that raises sends no ``ModuleEndEvent``)."""
+        call_id, _ = _ids(event)
+        if call_id is None or call_id not in self._calls:
+            return
+        error = getattr(event, "error", None)
+        self._end(
+            event,
+            vocab.ModuleEndEvent(
+                module=getattr(event, "module", None),
+                success=False,
+                error=error if isinstance(error, BaseException) else None,
+                **_timestamp(event),
+            ),
+        )
+
+    def on_optimization_start(self, event: Any) -> None:
+        self._start(
+            event,
+            vocab.OptimizationStartEvent(
+                optimizer=event.optimizer,
+                module=getattr(event, "module", None),
+                dataset=getattr(event, "dataset", None),
+                config=_dict(event, "config"),
+                **_timestamp(event),
+            ),
+        )
+
+    def on_optimization_end(self, event: Any) -> None:
+        error = getattr(event, "error", None)
+        self._end(
+            event,
+            vocab.OptimizationEndEvent(
+                optimizer=event.optimizer,
+                result=getattr(event, "result", None),
+                duration=getattr(event, "duration", None),
+                success=bool(getattr(event, "success", True)),
+                **_timestamp(event),
+            ),
+            error=error if isinstance(error, BaseException) else None,
+        )
+
+    def on_evaluation_start(self, event: Any) -> None:
+        self._start(
+            event,
+            vocab.EvaluationStartEvent(
+                optimizer=getattr(event, "optimizer", None),
+                module=event.module,
+                dataset=getattr(event, "dataset", None),
+                **_timestamp(event),
+            ),
+        )
+
+    def on_evaluation_end(self, event: Any) -> None:
+        self._end(
+            event,
+            vocab.EvaluationEndEvent(
+                optimizer=getattr(event, "optimizer", None),
+                module=event.module,
+                score=getattr(event, "score", None),
+                duration=getattr(event, "duration", None),
+                **_timestamp(event),
+            ),
+        )
+
+    def on_hyperparameter_update(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        call_id, parent = _ids(event)
+        target = self._open(call_id) or self._open(parent)
+        token = None
+        if target is not None and not _is_current(target.ctx):
+            token = otel_context.attach(target.ctx)
+        try:
+            self.manager.emit(
+                vocab.HyperparameterUpdateEvent(
+                    optimizer=getattr(event, "optimizer", None),
+                    module=getattr(event, "module", None),
+                    parameters=_dict(event, "parameters"),
+                    iteration=getattr(event, "iteration", None),
+                    **_timestamp(event),
+                )
+            )
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    def on_provider_request(self, event: Any) -> None:
+        messages = getattr(event, "messages", None)
+        self._start(
+            event,
+            vocab.ProviderRequestEvent(
+                provider=event.provider,
+                messages=list(messages) if isinstance(messages, list | tuple) else [],
+                parameters=_dict(event, "parameters"),
+                **_timestamp(event),
+            ),
+        )
+
+    def on_provider_response(self, event: Any) -> None:
+        self._end(
+            event,
+            vocab.ProviderResponseEvent(
+                provider=event.provider,
+                response=getattr(event, "response", None),
+                usage=getattr(event, "usage", None),
+                duration=getattr(event, "duration", None),
+                **_timestamp(event),
+            ),
+        )
+
+    def on_provider_error(self, event: Any) -> None:
+        error = getattr(event, "error", None)
+        messages = getattr(event, "messages", None)
+        self._end(
+            event,
+            vocab.ProviderErrorEvent(
+                provider=event.provider,
+                error=error if isinstance(error, BaseException) else None,
+                messages=list(messages) if isinstance(messages, list | tuple) else [],
+                **_timestamp(event),
+            ),
+        )
+
+    # -- pairing by LogiLLM's call ids ----------------------------------------------------------
+
+    def _open(self, call_id: str | None) -> _Call | None:
+        return self._calls.get(call_id) if call_id is not None else None
+
+    def _start(self, event: Any, typed: Any) -> None:
+        if not self.enabled:
+            return
+        call_id, parent_id = _ids(event)
+        parent = self._open(parent_id)
+        caller = parent_ctx = None
+        if parent is not None and not _is_current(parent.ctx):
+            # LogiLLM names a parent that is not the current span (another task or thread):
+            # open under it, as spanhooks' own starts do, without a token to detach
+            caller = otel_context.get_current()
+            parent_ctx = parent.ctx
+            otel_context.attach(parent.ctx)
+        ours = self.manager.emit(typed)
+        if ours is None or call_id is None:
+            return
+        ctx = otel_context.get_current()  # emit made the new span current
+        self._annotate(trace.get_current_span(ctx), {CALL_ID: call_id, PARENT_CALL_ID: parent_id})
+        with self._lock:
+            self._calls[call_id] = _Call(ours, ctx, parent_ctx, caller)
+            while len(self._calls) > MAX_OPEN_CALLS:
+                self._calls.popitem(last=False)
+
+    def _end(self, event: Any, typed: Any, error: BaseException | None = None) -> None:
+        if not self.enabled:
+            return
+        call_id, _ = _ids(event)
+        with self._lock:
+            call = self._calls.pop(call_id, None) if call_id is not None else None
+        if call is None:
+            self.manager.emit(typed)  # untraced, or a start we never saw: callbacks still run
+            return
+        if error is not None:
+            span = trace.get_current_span(call.ctx)
+            if span.is_recording():
+                record_failure(span, error, self.manager.attribute_policy)
+        self.manager.emit(typed, call_id=call.call_id)
+        if call.caller is not None and _is_current(call.parent_ctx):
+            otel_context.attach(call.caller)
+
+    def _annotate(self, span: trace.Span, attrs: Mapping[str, Any]) -> None:
+        """Set ``attrs`` as spanhooks records any attribute: coerced, bounded, redacted."""
+        if not span.is_recording():
+            return
+        policy = self.manager.attribute_policy
+        clean = {}
+        for key, value in attrs.items():
+            coerced = coerce(value, policy)
+            if coerced is not None:
+                clean[key] = coerced
+        if policy.redactor is not None:
+            clean = policy.redact(clean)
+        if clean:
+            span.set_attributes(clean)
+
+
+def _unpickled() -> SpanhooksCallback:
+    handler = SpanhooksCallback()
+    handler.enabled = False
+    return handler
+
+
+def _is_current(ctx: otel_context.Context | None) -> bool:
+    if ctx is None:
+        return False
+    return trace.get_current_span() is trace.get_current_span(ctx)
+
+
+def _dict(event: object, name: str) -> dict[str, Any]:
+    value = getattr(event, name, None)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def callback(manager: CallbackManager | None = None) -> SpanhooksCallback:
+    """A LogiLLM callback emitting on ``manager`` (default: the process-wide one), for
+    ``callback_manager.register_global(...)``. Needs no ``instrument()``."""
+    return SpanhooksCallback(manager)
+
+
+# -- instrument / uninstrument ---------------------------------------------------------------
+
+
+class _Installed:
+    def __init__(self, callbacks: Any, handler: SpanhooksCallback, registration: str) -> None:
+        self.callbacks = callbacks
+        self.handler = handler
+        self.registration = registration
+
+
+_lock = threading.Lock()
+_installed: _Installed | None = None
+
+
+def _load_logillm() -> Any:
+    """LogiLLM's ``logillm.core.callbacks`` module, after checking the installed version."""
+    try:
+        module = importlib.import_module("logillm.core.callbacks")
+    except ImportError as exc:
+        raise ImportError(
+            f"spanhooks.integrations.logillm needs logillm {SUPPORTED_VERSIONS}: {INSTALL_HINT}"
+        ) from exc
+    try:
+        version = importlib.metadata.version("logillm")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    manager = getattr(module, "callback_manager", None)
+    hooks = (
+        "register_global",
+        "unregister",
+        "unregister_by_name",
+        "get_registered_callbacks",
+        "is_enabled",
+    )
+    if (
+        not _supported(version)
+        or getattr(module, "Priority", None) is None
+        or not all(callable(getattr(manager, hook, None)) for hook in hooks)
+    ):
+        raise RuntimeError(
+            f"spanhooks.integrations.logillm supports logillm {SUPPORTED_VERSIONS}, found "
+            f"{version}: {INSTALL_HINT}"
+        )
+    return module
+
+
+def _supported(version: str) -> bool:
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = _SUPPORTED
+    return low <= major_minor < high
+
+
+def _register(module: Any, handler: SpanhooksCallback) -> str:
+    manager = module.callback_manager
+    if not manager.is_enabled():
+        raise RuntimeError(
+            "logillm's callback_manager is disabled (callback_manager.disable()); enable it "
+            "before spanhooks.integrations.logillm.instrument()"
+        )
+    # Highest priority: the span is open before LogiLLM's other callbacks run.
+    registration: str = manager.register_global(
+        handler, priority=module.Priority.HIGHEST, name=SpanhooksCallback.name
+    )
+    return registration
+
+
+def _still_registered(installed: _Installed) -> bool:
+    try:
+        registered = installed.callbacks.callback_manager.get_registered_callbacks()
+    except Exception:
+        return True
+    return SpanhooksCallback.name in (registered.get("global") or ())
+
+
+def instrument(manager: CallbackManager | None = None) -> None:
+    """Trace every LogiLLM module, optimizer, evaluation and provider call from now on,
+    emitting on ``manager`` (default: the process-wide one). Idempotent: a second call points
+    the events at ``manager`` when one is given, and registers again if LogiLLM's callbacks
+    were cleared (``callback_manager.clear()``) in between."""
+    global _installed
+    with _lock:
+        if _installed is not None:
+            if manager is not None:
+                _installed.handler.manager = manager
+            if not _still_registered(_installed):
+                _installed.registration = _register(_installed.callbacks, _installed.handler)
+            return
+        module = _load_logillm()
+        handler = SpanhooksCallback(manager)
+        _installed = _Installed(module, handler, _register(module, handler))
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument`: the callback is unregistered and emits nothing more."""
+    global _installed
+    with _lock:
+        installed, _installed = _installed, None
+        if installed is None:
+            return
+        installed.handler.enabled = False
+        manager = installed.callbacks.callback_manager
+        # A deep copy of a module rebuilds LogiLLM's registrations (new ids): then by name.
+        if not manager.unregister(installed.registration):
+            manager.unregister_by_name(SpanhooksCallback.name)
+
+
+def is_instrumented() -> bool:
+    """Whether :func:`instrument` is in effect."""
+    return _installed is not None

@@ -1,0 +1,1 @@
+"""Real framework runs (LLMProc, LogiLLM) traced by spanhooks.integrations.*."""
