@@ -17,8 +17,12 @@ from spanhooks import (
     CallbackType,
     MeetingEventType,
 )
+from spanhooks.callbacks.dispatch import Dispatcher
+from spanhooks.callbacks.registry import EventRegistry, OpenEvents
+from spanhooks.events.spec import Phase
 from spanhooks.vocab.logillm import ModuleEndEvent, ModuleStartEvent
 from spanhooks.vocab.meeting import MeetingEvent, ParticipantJoinedEventData
+from spanhooks.vocab.thea import THEA, undeclared_event
 
 
 def test_thea_style_callback_receives_the_triggered_keyword_arguments() -> None:
@@ -258,3 +262,81 @@ def test_the_listing_reports_what_is_registered_in_priority_order() -> None:
     listing = manager.get_registered_callbacks()
     assert [item["name"].rsplit(".", 1)[-1] for item in listing] == ["high", "low"]
     assert listing[0]["keys"] == ["on_error"] and listing[0]["timeout"] == 2.0
+
+
+# -- open event names (Thea's manager accepts any; spanhooks' own stays strict) ----------------
+
+
+def _open_registry(limit: int = 8) -> EventRegistry:
+    registry = EventRegistry(
+        Dispatcher(), open_events=OpenEvents("thea", undeclared_event, limit=limit)
+    )
+    registry.declare(THEA)
+    return registry
+
+
+def test_spanhooks_own_manager_refuses_an_undeclared_name_at_register() -> None:
+    with pytest.raises(ValueError, match=r"unknown event 'on_payment'.*declare it first"):
+        CallbackManager().register("on_payment", print)
+
+
+def test_an_open_registry_declares_an_undeclared_name_on_first_use() -> None:
+    registry = _open_registry()
+    spec = registry.spec("payment.completed")
+    assert (spec.name, spec.event_set, spec.identity, spec.phase) == (
+        "payment.completed",
+        "thea",
+        "payment.completed",
+        Phase.POINT,
+    )
+    assert registry.spec("payment.completed") is spec
+    assert registry.opened() == ["payment.completed"]
+    assert registry.events()[-1] is spec
+    assert registry.resolve_payload("on_refund") is registry.spec("on_refund")
+
+
+def test_an_open_registry_refuses_names_past_its_limit_and_non_strings() -> None:
+    registry = _open_registry(limit=1)
+    registry.spec("first")
+    with pytest.raises(ValueError, match="but not this one: 1 are declared already"):
+        registry.spec("second")
+    with pytest.raises(ValueError, match="unknown event 42"):
+        registry.spec(42)  # type: ignore[arg-type]
+    assert registry.opened() == ["first"]
+
+
+def test_an_open_registry_cuts_a_long_name_and_keys_it_by_the_whole_name() -> None:
+    registry = _open_registry()
+    long = "e" * 300
+    spec = registry.spec(long)
+    assert len(spec.name) == 256 and spec.identity == long
+    with pytest.raises(ValueError, match="but not this one"):
+        registry.spec("e" * 301)  # cut to the same name as the first: refused, not merged
+
+
+def test_a_factory_that_fails_refuses_the_name(spanhooks_logs: pytest.LogCaptureFixture) -> None:
+    def broken(name: str) -> Any:
+        raise RuntimeError("no")
+
+    registry = EventRegistry(Dispatcher(), open_events=OpenEvents("mine", broken))
+    with pytest.raises(ValueError, match="unknown event 'x'"):
+        registry.spec("x")
+    assert registry.resolve_payload("x") is None
+    assert "failed: RuntimeError('no')" in spanhooks_logs.text
+
+
+def test_open_events_are_declared_through_declare_and_survive_a_copy() -> None:
+    registry = EventRegistry(Dispatcher())
+    registry.declare(OpenEvents("thea", undeclared_event))
+    registry.spec("a")
+    twin = registry.copy()
+    assert twin.spec("a") is registry.spec("a")
+    twin.spec("b")
+    assert registry.opened() == ["a"] and twin.opened() == ["a", "b"]
+
+
+def test_a_bad_open_events_declaration_fails_when_made() -> None:
+    with pytest.raises(TypeError, match="must be callable"):
+        OpenEvents("thea", "factory")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit must be an int >= 0"):
+        OpenEvents("thea", undeclared_event, limit=-1)

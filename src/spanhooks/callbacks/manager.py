@@ -342,7 +342,8 @@ class CallbackManager:
 
         ``event`` is a name, an enum member, or a typed event object (LogiLLM). For an end
         event, ``call_id`` picks the call to close; otherwise the innermost open call of that
-        kind in the current context is closed. Returns the call id for start events.
+        kind in the current context is closed. Returns the call id for start events. A typed
+        end event whose ``duration`` is None gets the seconds since its call's start.
         """
         if not self.enabled:
             return None
@@ -352,7 +353,9 @@ class CallbackManager:
             typed = self._registry.resolve_payload(event)
             if typed is None:
                 return None
-            spec, args = typed, (event, *args)
+            spec = typed
+            if typed.payload_type is not None:  # not a name declared on first use
+                args = (event, *args)
         counts = self._metrics.counts
         if counts is not None:
             next(counts[spec])
@@ -370,6 +373,8 @@ class CallbackManager:
         bound = bind(spec, args, kwargs)
         span, frame, token, new_id = recorder.begin(spec, args, bound, call_id)
         try:
+            if frame is not None and spec.payload_type is not None and args:
+                _measure(args[0], frame.opened)
             if routes:
                 self._dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
         finally:
@@ -411,6 +416,8 @@ class CallbackManager:
         bound = bind(spec, args, kwargs)
         span, frame, token, new_id = recorder.begin(spec, args, bound, call_id)
         try:
+            if frame is not None and spec.payload_type is not None and args:
+                _measure(args[0], frame.opened)
             if routes:
                 await dispatcher.dispatch_async(
                     routes, spec.identity, args, kwargs, span, concurrent=concurrent
@@ -455,7 +462,9 @@ class CallbackManager:
             typed = self._registry.resolve_payload(event)
             if typed is None:
                 return None
-            spec, args = typed, (event, *args)
+            spec = typed
+            if typed.payload_type is not None:  # not a name declared on first use
+                args = (event, *args)
         counts = self._metrics.counts
         if counts is not None:
             next(counts[spec])
@@ -470,6 +479,17 @@ class CallbackManager:
         self._history.append(
             EventRecord(time.time_ns(), spec.event_set, spec.name, spec.phase.value, call_id)
         )
+
+
+def _measure(event: object, opened: float) -> None:
+    """Give a typed end event whose ``duration`` is None the seconds since its call opened
+    (LogiLLM's ``ModuleEndEvent.duration``...), before its callbacks see it. A payload that
+    has no such field, or refuses the value (frozen, slotted), is left as it is."""
+    try:
+        if getattr(event, "duration", False) is None:
+            event.duration = time.monotonic() - opened  # type: ignore[attr-defined]
+    except Exception:  # a payload whose __getattr__ or __setattr__ raises
+        return
 
 
 _default = CallbackManager()

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Mapping
 from contextvars import Token
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -30,7 +30,7 @@ from spanhooks.events.scope import scope_name
 from spanhooks.events.spec import EventSpec, Phase
 from spanhooks.tracing.attributes import AttributePolicy
 from spanhooks.tracing.context import CallContext
-from spanhooks.tracing.spans import Frame, OpenSpans, SpanMapper
+from spanhooks.tracing.spans import Frame, OpenSpans, PointFrame, SpanMapper
 from spanhooks.util.forksafe import fork_safe_lock, renew_in_child
 from spanhooks.util.log import rate_limited
 
@@ -110,7 +110,7 @@ def _global_provider() -> TracerProvider | None:
 PROVIDER_WATCH = ProviderWatch()
 """The process's one watch on the global provider, shared by every recorder."""
 
-Begun = tuple[Span | None, Frame | None, Token[Context] | None, str | None]
+Begun = tuple[Span | None, Frame | PointFrame | None, Token[Context] | None, str | None]
 """What :meth:`SpanRecorder.begin` returns: span, frame to close, context token, call id."""
 
 
@@ -197,7 +197,7 @@ class SpanRecorder:
         tracer = self._tracers.get(spec.event_set) or self._tracer_for(spec.event_set)
         mapper = self.mapper
         span: Span | None = None
-        frame: Frame | None = None
+        frame: Frame | PointFrame | None = None
         token: Token[Context] | None = None
         new_id: str | None = None
         phase = spec.phase
@@ -214,7 +214,9 @@ class SpanRecorder:
                     if current is not frame.ctx:
                         token = otel_context.attach(frame.ctx)
             else:
-                point = mapper.point(tracer, spec, bound)
+                point, own = mapper.point(tracer, spec, bound)
+                if own:
+                    frame = PointFrame(point)
                 sc = point.get_span_context()
                 if sc.is_valid:
                     span, new_id = point, "%016x" % sc.span_id  # noqa: UP031
@@ -225,13 +227,21 @@ class SpanRecorder:
         return span, frame, token, new_id
 
     def finish(
-        self, spec: EventSpec, bound: Mapping[str, Any], frame: Frame, token: Token[Context] | None
+        self,
+        spec: EventSpec,
+        bound: Mapping[str, Any],
+        frame: Frame | PointFrame,
+        token: Token[Context] | None,
     ) -> None:
-        """The span side of an end after its callbacks: restore the context, close the span."""
+        """The span side of an end (or of a point event with a span of its own) after its
+        callbacks: restore the context, close the span."""
         try:
             if token is not None:
                 otel_context.detach(token)
-            self.mapper.finish(frame, spec, bound)
+            if type(frame) is PointFrame:
+                frame.span.end()
+            else:
+                self.mapper.finish(cast(Frame, frame), spec, bound)
         except Exception as exc:
             self._failed("closing span failed", spec, exc)
 

@@ -44,7 +44,7 @@ from spanhooks.util.forksafe import renew_in_child
 from spanhooks.util.log import rate_limited
 from spanhooks.util.text import safe_repr, safe_str, truncate
 
-__all__ = ["Frame", "OpenSpans", "SpanMapper", "live_context"]
+__all__ = ["Frame", "OpenSpans", "PointFrame", "SpanMapper", "live_context"]
 
 FRAME_KEY = otel_context.create_key("spanhooks-frame")
 # The key under which the API stores the current span, found once so that a frame's context is
@@ -129,6 +129,18 @@ class Frame:
         except Exception:
             return True
         return False  # compared: matches() has already said no
+
+
+class PointFrame:
+    """The span a point event made for itself (no span was recording): ended by
+    :meth:`SpanRecorder.finish <spanhooks.tracing.recorder.SpanRecorder.finish>` after the
+    event's callbacks, like an end's frame."""
+
+    __slots__ = ("opened", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.opened = time.monotonic()
 
 
 def live_context() -> tuple[Context, Frame | None]:
@@ -343,8 +355,10 @@ class SpanMapper:
         if otel_context.get_current() is ctx:
             otel_context.attach(frame.parent_ctx)
 
-    def point(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Span:
-        """Add the event to the current span, or to a zero-length span if none records."""
+    def point(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> tuple[Span, bool]:
+        """Add the event to the current span, or to a span of its own if none records; returns
+        the span and whether it is the event's own, which the caller ends once the event's
+        callbacks have run (so that what they do, a failure say, is recorded on it)."""
         ctx, _ = live_context()
         span = trace.get_current_span(ctx)
         attributes = self.policy.build(spec, bound)
@@ -356,9 +370,7 @@ class SpanMapper:
         span.add_event(name, attributes)
         if failure is not None:
             record_failure(span, failure, self.policy)
-        if orphan:
-            span.end()
-        return span
+        return span, orphan
 
     def _unmatched(self, spec: EventSpec, why: str) -> None:
         self.unmatched_ends += 1
