@@ -130,3 +130,45 @@ async def test_a_meeting_is_a_span_with_a_child_span_per_speaking_turn(
     assert meeting["events"] == ["participant_joined", "turn_changed", "turn_changed"]
     speakers = [child["attributes"]["meeting.speaker_id"] for child in meeting["children"]]
     assert speakers == ["alice", "bob"]
+
+
+async def test_meetings_never_nest_even_when_one_ends_in_another_task(
+    spanhooks_capture: Capture,
+) -> None:
+    handler = MeetingEventHandler(tracer_provider=spanhooks_capture.provider)
+    await handler.emit(
+        meeting_event(MeetingEventType.MEETING_STARTED, MeetingStartedEventData("a"))
+    )
+    await asyncio.create_task(handler.emit(meeting_event(MeetingEventType.MEETING_ENDED)))
+    await handler.emit(
+        MeetingEvent(MeetingEventType.MEETING_STARTED, 43, MeetingStartedEventData("a"))
+    )
+    handler.emit_sync(MeetingEvent(MeetingEventType.MEETING_ENDED, 43))
+    invoke_handler_sync(HandlerContext.ONE_WAY, {}, context(HandlerContext.ONE_WAY))
+    assert [node["name"] for node in spanhooks_capture.tree()] == [
+        "meeting",
+        "meeting",
+        "process one_way",
+    ]
+
+
+def test_a_handler_span_carries_the_ids_and_its_outcome(spanhooks_capture: Capture) -> None:
+    @register_one_way_handler
+    def broken(message: Any, ctx: MessageContext) -> None:
+        raise RuntimeError("handler bug")
+
+    message_context = MessageContext(
+        "alice", "bob", "org", HandlerContext.ONE_WAY, message_id=7, session_id="s1", meeting_id=3
+    )
+    invoke_handler_sync(HandlerContext.ONE_WAY, {"text": "secret"}, message_context)
+    span = spanhooks_capture.span("process one_way")
+    attributes = dict(span.attributes or {})
+    assert attributes["spanhooks.messaging.sender_id"] == "alice"
+    assert attributes["messaging.destination.name"] == "bob"
+    assert attributes["spanhooks.messaging.organization_id"] == "org"
+    assert attributes["messaging.message.id"] == "7"
+    assert attributes["messaging.message.conversation_id"] == "s1"
+    assert attributes["meeting.id"] == "3"
+    assert attributes["spanhooks.messaging.outcome"] == "failed"
+    assert attributes["error.type"] == "RuntimeError"
+    assert "spanhooks.messaging.message" not in attributes  # content: capture is off

@@ -3,16 +3,24 @@
 A meeting is a span from ``MEETING_STARTED`` to ``MEETING_ENDED`` (matched by meeting id);
 turn changes, joins, leaves and timeouts are span events on it. Handlers receive one
 :class:`MeetingEvent`, whose ``data`` is the typed data class for its type.
+
+Everything recorded is an id or a count (``meeting.id``, ``meeting.host_id``,
+``meeting.participant_ids``, ``meeting.participant_count``, ``meeting.participant_id``, the
+speakers' ids, ``meeting.timeout_seconds``, ``meeting.reason``), never meeting message content;
+each value passes the attribute policy's redaction like any other.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from spanhooks.events.spec import Bound, EventSet, end, point, start
+from spanhooks.util.text import safe_str
 
 __all__ = [
     "MEETING",
@@ -42,7 +50,7 @@ class MeetingEventType(str, Enum):
 @dataclass(frozen=True)
 class MeetingStartedEventData:
     host_id: str
-    participant_ids: tuple[str, ...] = ()
+    participant_ids: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -88,25 +96,43 @@ def _meeting_id(bound: Bound) -> Any:
     return getattr(event, "meeting_id", None)
 
 
+_FIELDS = (
+    "host_id",
+    "participant_id",
+    "previous_speaker_id",
+    "current_speaker_id",
+    "speaker_id",
+    "timeout_seconds",
+    "reason",
+)
+_MAX_PARTICIPANT_IDS = 128
+
+
 def _attributes(bound: Bound) -> dict[str, Any]:
+    """The meeting's id first, then each id the typed data carries; a field that cannot be
+    read is left out, the others kept."""
     event = bound.get("event")
     attrs: dict[str, Any] = {"meeting.id": str(_meeting_id(bound))}
-    data = getattr(event, "data", None)
-    for name in (
-        "host_id",
-        "participant_id",
-        "previous_speaker_id",
-        "current_speaker_id",
-        "speaker_id",
-        "timeout_seconds",
-        "reason",
-    ):
-        value = getattr(data, name, None)
+    try:
+        data = getattr(event, "data", None)
+    except Exception:
+        return attrs
+    for name in _FIELDS:
+        try:
+            value = getattr(data, name, None)
+        except Exception:
+            continue
         if value is not None:
             attrs[f"meeting.{name}"] = value
-    participants = getattr(data, "participant_ids", None)
-    if participants:
-        attrs["meeting.participant_count"] = len(participants)
+    try:
+        participants = getattr(data, "participant_ids", None)
+        if participants and not isinstance(participants, str | bytes):
+            ids = tuple(safe_str(p) for p in itertools.islice(participants, _MAX_PARTICIPANT_IDS))
+            attrs["meeting.participant_ids"] = ids
+            count = len(participants) if hasattr(participants, "__len__") else len(ids)
+            attrs["meeting.participant_count"] = count
+    except Exception:
+        pass
     return attrs
 
 
