@@ -614,7 +614,25 @@ ENTRY_POINTS = [
     plant_messaging,  # sender, receiver, organisation, session ids, message content
     plant_foreign_spans,  # the bridge: chat, execute_tool, invoke_agent spans of the OTel API
 ]
+async def plant_logillm_integration():
+    # The real logillm package, traced by its integration: a question and an answer that
+    # carry the secret, through a Predict module over logillm's own MockProvider.
+    from logillm.core.predict import Predict
+    from logillm.providers.mock import MockProvider
+
+    from spanhooks.integrations import logillm as traced_logillm
+
+    traced_logillm.instrument()
+    try:
+        module = Predict("question -> answer", provider=MockProvider(response_text=f"answer: {S}"))
+        prediction = await module(question=f"what is {S}?")
+        got("integration", prediction.outputs)
+    finally:
+        traced_logillm.uninstrument()
+
+
 ASYNC_ENTRY_POINTS = [
+    plant_logillm_integration,  # spanhooks.integrations.logillm over the real logillm
     plant_meeting_async,  # await MeetingEventHandler.emit
     plant_decorators_async,  # an async @agent, a failing async @tool, an async generator
     plant_errors_async,  # await handle_error_async
@@ -634,7 +652,7 @@ asyncio.run(run_async_entry_points())
 # Callbacks got the real values: redaction applies to outputs, not to what callbacks see.
 GROUPS = (
     "llmproc", "managers", "thea", "genai", "meeting", "errors", "health", "router", "session",
-    "messaging",
+    "messaging", "integration",
 )
 for group in GROUPS:
     assert any(S in repr(value) for value in received.get(group, ())), (group, received.get(group))
@@ -883,7 +901,7 @@ def leak_context(outputs: dict[str, bytes], needle: str, per_output: int = 4) ->
 def test_both_runs_planted_every_entry_point_group(runs: dict[str, Run]) -> None:
     for run in runs.values():
         assert run.returncode == 0, run.stderr.decode(errors="replace")[-4000:]
-        assert b"canary app: 20 entry point groups planted" in run.stdout
+        assert b"canary app: 21 entry point groups planted" in run.stdout
 
 
 def test_the_canary_reaches_no_output(runs: dict[str, Run]) -> None:
@@ -928,6 +946,7 @@ def test_the_spans_of_every_entry_point_group_are_in_the_file(runs: dict[str, Ru
         f"execute_tool tool-{r}",  # llmproc tool, genai tool call
         f"chat gpt-{r}",  # llmproc API request, genai llm, logillm provider, decorator
         f"module Module_{r}",  # logillm
+        "module Predict",  # the real logillm, through spanhooks.integrations.logillm
         f"optimize Optimizer_{r}",
         "meeting",
         f"workflow support-{r}",  # decorators
