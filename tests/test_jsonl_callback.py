@@ -1,4 +1,5 @@
-"""LogiLLM's JSONL logging callback: chosen event categories, call ids, no content by default."""
+"""LogiLLM's JSONL logging callbacks: chosen event categories, call ids, errors, and the installed
+content and redaction policy."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from spanhooks import JSONLCallback, register_jsonl_logger
+from spanhooks.export.logillm_jsonl import OptimizationJSONLCallback
 from spanhooks.testing import Capture
+from spanhooks.tracing.attributes import AttributePolicy, set_active_policy
+from spanhooks.util.redaction import REDACTED
 from spanhooks.vocab.logillm import (
     HyperparameterUpdateEvent,
     ModuleEndEvent,
     ModuleStartEvent,
+    OptimizationEndEvent,
+    OptimizationStartEvent,
+    ProviderErrorEvent,
     ProviderRequestEvent,
     ProviderResponseEvent,
 )
@@ -77,3 +84,66 @@ def test_append_mode_false_starts_afresh_and_content_is_opt_in(
     records = lines(path)
     assert records[0]["event"] == "module_start"
     assert "secret question" in path.read_text()
+
+
+def test_optimization_callback_logs_optimization_events_only(
+    tmp_path: Path, spanhooks_capture: Capture
+) -> None:
+    callback = OptimizationJSONLCallback(tmp_path / "optimization.jsonl")
+    spanhooks_capture.manager.register(callback)
+    spanhooks_capture.manager.emit(OptimizationStartEvent(optimizer=SimpleNamespace()))
+    run(spanhooks_capture)
+    spanhooks_capture.manager.emit(OptimizationEndEvent(result=SimpleNamespace(best_score=0.9)))
+    callback.close()
+    records = lines(callback.path)
+    assert [r["event"] for r in records] == [
+        "optimization_start",
+        "hyperparameter_update",
+        "optimization_end",
+    ]
+    assert records[2]["attributes"]["logillm.best_score"] == 0.9
+    assert records[2]["call_id"] == records[0]["call_id"]
+
+
+def test_a_failure_line_has_the_error_type_and_its_scrubbed_message(
+    tmp_path: Path, spanhooks_capture: Capture
+) -> None:
+    path = tmp_path / "errors.jsonl"
+    spanhooks_capture.manager.register(JSONLCallback(path))
+    previous = set_active_policy(AttributePolicy(redact_patterns=(r"sk-\w+",)))
+    try:
+        spanhooks_capture.manager.emit(ProviderRequestEvent(parameters={"model": "m"}))
+        spanhooks_capture.manager.emit(ProviderErrorEvent(error=PermissionError("bad key sk-abc")))
+    finally:
+        set_active_policy(previous)
+    error = lines(path)[1]
+    assert error["event"] == "provider_error"
+    assert error["error"] == {"type": "PermissionError", "message": f"bad key {REDACTED}"}
+    assert "sk-abc" not in path.read_text()
+
+
+def test_lines_follow_the_installed_policy_and_capture_still_redacts(
+    tmp_path: Path, spanhooks_capture: Capture
+) -> None:
+    default, opted_in = tmp_path / "default.jsonl", tmp_path / "opted_in.jsonl"
+    spanhooks_capture.manager.register(JSONLCallback(default))
+    spanhooks_capture.manager.register(JSONLCallback(opted_in, capture_content=True))
+    previous = set_active_policy(AttributePolicy(redact_patterns=(r"secret \w+",)))
+    try:
+        run(spanhooks_capture)
+    finally:
+        set_active_policy(previous)
+    assert "question" not in default.read_text()  # content stays out by default
+    assert "logillm.inputs" in opted_in.read_text()  # the opt-in keeps the field...
+    assert "secret" not in opted_in.read_text()  # ...through the installed redaction
+
+
+def test_a_typed_end_event_left_without_duration_gets_the_measured_one(
+    tmp_path: Path, spanhooks_capture: Capture
+) -> None:
+    path = tmp_path / "durations.jsonl"
+    spanhooks_capture.manager.register(JSONLCallback(path, include_provider_events=False))
+    spanhooks_capture.manager.emit(ModuleStartEvent(module=SimpleNamespace()))
+    spanhooks_capture.manager.emit(ModuleEndEvent())
+    end = lines(path)[1]
+    assert isinstance(end["attributes"]["logillm.duration_s"], float)

@@ -33,10 +33,10 @@ LOGILLM: dict[str, str] = {
     "logillm.core.callbacks": "spanhooks.compat.logillm",
     "logillm.core.jsonl_callback": "spanhooks.compat.logillm",
     "logillm.core.jsonl_logger": "spanhooks.compat.logillm",
-    "logillm.core.predict": "spanhooks.compat.logillm",
-    "logillm.providers": "spanhooks.compat.logillm",
 }
-"""LogiLLM's callbacks."""
+"""LogiLLM's callback API only: ``logillm.core.predict``, ``logillm.providers`` and the rest of
+LogiLLM are the real package (its events reach spanhooks through
+``spanhooks.integrations.logillm``, which ``spanhooks.compat.logillm`` instruments)."""
 
 
 def rewrite_imports(code: str, mapping: dict[str, str]) -> str:

@@ -38,7 +38,7 @@ import importlib
 import importlib.metadata
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,7 @@ from spanhooks.vocab._genai import field
 __all__ = [
     "INSTALL_HINT",
     "SUPPORTED_VERSIONS",
+    "AwaitingSpanhooksCallback",
     "SpanhooksCallback",
     "callback",
     "instrument",
@@ -342,6 +343,49 @@ class SpanhooksCallback:
             span.set_attributes(clean)
 
 
+_EVENT_METHODS = (
+    "on_module_start",
+    "on_module_end",
+    "on_error",
+    "on_optimization_start",
+    "on_optimization_end",
+    "on_evaluation_start",
+    "on_evaluation_end",
+    "on_hyperparameter_update",
+    "on_provider_request",
+    "on_provider_response",
+    "on_provider_error",
+)
+
+
+class AwaitingSpanhooksCallback(SpanhooksCallback):
+    """The handler :func:`instrument` registers: :class:`SpanhooksCallback` with async methods.
+
+    LogiLLM 0.2 emits every event with ``await callback_manager.emit_async(event)``, which
+    awaits a callback's async methods. Each method here re-emits the event as the sync handler
+    does, then waits for the async spanhooks callbacks that event scheduled as tasks, so they
+    have finished when LogiLLM goes on, as they would on LogiLLM's own manager (a module's
+    ``await module(...)`` returns after its callbacks ran). LogiLLM's ``emit_sync`` skips
+    async methods: for that path, register :func:`callback` (synchronous) by hand.
+    """
+
+
+def _awaiting(name: str) -> Callable[[AwaitingSpanhooksCallback, Any], Awaitable[None]]:
+    sync: Callable[[SpanhooksCallback, Any], None] = getattr(SpanhooksCallback, name)
+
+    async def method(self: AwaitingSpanhooksCallback, event: Any) -> None:
+        sync(self, event)
+        await self.manager.drain()
+
+    method.__name__ = name
+    method.__qualname__ = f"AwaitingSpanhooksCallback.{name}"
+    return method
+
+
+for _name in _EVENT_METHODS:
+    setattr(AwaitingSpanhooksCallback, _name, _awaiting(_name))
+
+
 def _unpickled() -> SpanhooksCallback:
     handler = SpanhooksCallback()
     handler.enabled = False
@@ -456,7 +500,7 @@ def instrument(manager: CallbackManager | None = None) -> None:
                 _installed.registration = _register(_installed.callbacks, _installed.handler)
             return
         module = _load_logillm()
-        handler = SpanhooksCallback(manager)
+        handler = AwaitingSpanhooksCallback(manager)
         _installed = _Installed(module, handler, _register(module, handler))
 
 

@@ -2,8 +2,11 @@
 
 Each event is a dataclass passed whole (``emit(ModuleStartEvent(module=m, inputs=...))``), and
 callbacks receive it (``on_module_start(self, event)``). spanhooks fills ``event.context`` with
-the call's ``call_id`` and ``parent_call_id``, taken from the span ids. Messages, inputs,
-outputs and responses are content, recorded only on opt-in.
+the call's ``call_id`` and ``parent_call_id``, taken from the span ids, and an end event's
+``duration``, when its emitter left it None, with the seconds since its call's start event.
+Messages, inputs, outputs and responses are content, recorded only on opt-in; ids (module,
+optimizer and provider class names, model, call ids), scores, counts and durations always.
+Code written against LogiLLM's own import paths finds these at :mod:`spanhooks.compat.logillm`.
 """
 
 from __future__ import annotations
@@ -68,7 +71,10 @@ class ModuleStartEvent(_Event):
 
 @dataclass(eq=False)
 class ModuleEndEvent(_Event):
-    """A module completed; ``success=False`` marks its span ERROR."""
+    """A module completed; ``success=False`` marks its span ERROR (with ``error``, if given).
+
+    ``duration`` is in seconds; left None, it is measured from the module's start event.
+    """
 
     module: Any = None
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -201,9 +207,10 @@ def _optimization_start(bound: Bound) -> dict[str, Any]:
 def _optimization_end(bound: Bound) -> dict[str, Any]:
     event = _ev(bound)
     attrs: dict[str, Any] = {"logillm.success": bool(event.success)}
-    best = _genai.field(event.result, "best_score")
-    if isinstance(best, int | float):
-        attrs["logillm.best_score"] = float(best)
+    for name in ("best_score", "improvement"):
+        value = _genai.field(event.result, name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            attrs[f"logillm.{name}"] = float(value)
     return attrs
 
 
