@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import importlib
-import importlib.metadata
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -49,6 +47,7 @@ from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
+from spanhooks.integrations._framework import install_hint, load, supported_range, unsupported
 from spanhooks.tracing.attributes import coerce
 from spanhooks.tracing.spans import record_failure
 from spanhooks.util.text import safe_str
@@ -66,11 +65,10 @@ __all__ = [
     "uninstrument",
 ]
 
-INSTALL_HINT = "pip install 'spanhooks[llmproc]'"
-SUPPORTED_VERSIONS = ">=0.9,<0.10"
-"""The LLMProc releases whose callback events and ``run`` this module was written against."""
-
 _SUPPORTED = ((0, 9), (0, 10))
+INSTALL_HINT = install_hint("llmproc")
+SUPPORTED_VERSIONS = supported_range(_SUPPORTED)
+"""The LLMProc releases whose callback events and ``run`` this module was written against."""
 
 
 @dataclass(frozen=True)
@@ -309,37 +307,16 @@ _installed: _Installed | None = None
 
 def _load_llmproc() -> type:
     """LLMProc's ``LLMProcess`` class, after checking the installed version."""
-    try:
-        module = importlib.import_module("llmproc.llm_process")
-    except ImportError as exc:
-        raise ImportError(
-            f"spanhooks.integrations.llmproc needs llmproc {SUPPORTED_VERSIONS}: {INSTALL_HINT}"
-        ) from exc
-    try:
-        version = importlib.metadata.version("llmproc")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
+    module, version, supported = load("llmproc", "llmproc", "llmproc.llm_process", _SUPPORTED)
     process_class = getattr(module, "LLMProcess", None)
     if (
-        not _supported(version)
+        not supported
         or not isinstance(process_class, type)
         or not callable(getattr(process_class, "add_callback", None))
         or not callable(getattr(process_class, "run", None))
     ):
-        raise RuntimeError(
-            f"spanhooks.integrations.llmproc supports llmproc {SUPPORTED_VERSIONS}, found "
-            f"{version}: {INSTALL_HINT}"
-        )
+        raise unsupported("llmproc", "llmproc", version, _SUPPORTED)
     return process_class
-
-
-def _supported(version: str) -> bool:
-    try:
-        major_minor = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        return False
-    low, high = _SUPPORTED
-    return low <= major_minor < high
 
 
 def instrument(manager: CallbackManager | None = None) -> None:

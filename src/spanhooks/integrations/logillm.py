@@ -34,8 +34,6 @@ is guarded by a lock and bounded.
 from __future__ import annotations
 
 import datetime
-import importlib
-import importlib.metadata
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,6 +44,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
+from spanhooks.integrations._framework import install_hint, load, supported_range, unsupported
 from spanhooks.tracing.attributes import coerce
 from spanhooks.tracing.spans import record_failure
 from spanhooks.vocab import logillm as vocab
@@ -62,12 +61,12 @@ __all__ = [
     "uninstrument",
 ]
 
-INSTALL_HINT = "pip install 'spanhooks[logillm]'"
-SUPPORTED_VERSIONS = ">=0.2,<0.3"
+_SUPPORTED = ((0, 2), (0, 3))
+INSTALL_HINT = install_hint("logillm")
+SUPPORTED_VERSIONS = supported_range(_SUPPORTED)
 """The LogiLLM releases whose callback manager and event classes this module was written
 against."""
 
-_SUPPORTED = ((0, 2), (0, 3))
 MAX_OPEN_CALLS = 10_000
 """LogiLLM calls remembered while open; past it the oldest is forgotten (its span is still
 closed by spanhooks' own open-span limits)."""
@@ -425,16 +424,7 @@ _installed: _Installed | None = None
 
 def _load_logillm() -> Any:
     """LogiLLM's ``logillm.core.callbacks`` module, after checking the installed version."""
-    try:
-        module = importlib.import_module("logillm.core.callbacks")
-    except ImportError as exc:
-        raise ImportError(
-            f"spanhooks.integrations.logillm needs logillm {SUPPORTED_VERSIONS}: {INSTALL_HINT}"
-        ) from exc
-    try:
-        version = importlib.metadata.version("logillm")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
+    module, version, supported = load("logillm", "logillm", "logillm.core.callbacks", _SUPPORTED)
     manager = getattr(module, "callback_manager", None)
     hooks = (
         "register_global",
@@ -444,24 +434,12 @@ def _load_logillm() -> Any:
         "is_enabled",
     )
     if (
-        not _supported(version)
+        not supported
         or getattr(module, "Priority", None) is None
         or not all(callable(getattr(manager, hook, None)) for hook in hooks)
     ):
-        raise RuntimeError(
-            f"spanhooks.integrations.logillm supports logillm {SUPPORTED_VERSIONS}, found "
-            f"{version}: {INSTALL_HINT}"
-        )
+        raise unsupported("logillm", "logillm", version, _SUPPORTED)
     return module
-
-
-def _supported(version: str) -> bool:
-    try:
-        major_minor = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        return False
-    low, high = _SUPPORTED
-    return low <= major_minor < high
 
 
 def _register(module: Any, handler: SpanhooksCallback) -> str:
