@@ -35,18 +35,14 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.integrations._framework import install_hint, load, supported_range, unsupported
-from spanhooks.tracing.attributes import coerce
-from spanhooks.tracing.spans import record_failure
+from spanhooks.integrations._runs import Runs, is_current
 from spanhooks.vocab import logillm as vocab
 from spanhooks.vocab._genai import field
 
@@ -67,23 +63,8 @@ SUPPORTED_VERSIONS = supported_range(_SUPPORTED)
 """The LogiLLM releases whose callback manager and event classes this module was written
 against."""
 
-MAX_OPEN_CALLS = 10_000
-"""LogiLLM calls remembered while open; past it the oldest is forgotten (its span is still
-closed by spanhooks' own open-span limits)."""
-
 CALL_ID = "logillm.call_id"
 PARENT_CALL_ID = "logillm.parent_call_id"
-
-
-@dataclass(frozen=True)
-class _Call:
-    """An open LogiLLM call: spanhooks' call id, the context that makes its span current,
-    and, when its start had to make its LogiLLM parent current, the context it replaced."""
-
-    call_id: str
-    ctx: otel_context.Context
-    parent_ctx: otel_context.Context | None
-    caller: otel_context.Context | None
 
 
 def _timestamp(event: object) -> dict[str, Any]:
@@ -118,10 +99,17 @@ class SpanhooksCallback:
     def __init__(self, manager: CallbackManager | None = None) -> None:
         if manager is not None and not isinstance(manager, CallbackManager):
             raise TypeError(f"manager must be a CallbackManager, got {manager!r}")
-        self.manager = manager if manager is not None else get_callback_manager()
+        self.runs = Runs(manager if manager is not None else get_callback_manager())
         self.enabled = True
-        self._calls: OrderedDict[str, _Call] = OrderedDict()
-        self._lock = threading.Lock()
+
+    @property
+    def manager(self) -> CallbackManager:
+        """The manager LogiLLM's events are emitted on."""
+        return self.runs.manager
+
+    @manager.setter
+    def manager(self, manager: CallbackManager) -> None:
+        self.runs.manager = manager
 
     def __copy__(self) -> SpanhooksCallback:
         return self
@@ -161,7 +149,7 @@ class SpanhooksCallback:
         """LogiLLM's ``ErrorEvent`` ends the module it names, failed (the vocabulary has no
         error event of its own; a module that raises sends no ``ModuleEndEvent``)."""
         call_id, _ = _ids(event)
-        if call_id is None or call_id not in self._calls:
+        if call_id is None or self.runs.context(call_id) is None:
             return
         error = getattr(event, "error", None)
         self._end(
@@ -227,10 +215,10 @@ class SpanhooksCallback:
         if not self.enabled:
             return
         call_id, parent = _ids(event)
-        target = self._open(call_id) or self._open(parent)
+        target = self.runs.context(call_id) or self.runs.context(parent)
         token = None
-        if target is not None and not _is_current(target.ctx):
-            token = otel_context.attach(target.ctx)
+        if target is not None and not is_current(target):
+            token = otel_context.attach(target)
         try:
             self.manager.emit(
                 vocab.HyperparameterUpdateEvent(
@@ -284,62 +272,21 @@ class SpanhooksCallback:
 
     # -- pairing by LogiLLM's call ids ----------------------------------------------------------
 
-    def _open(self, call_id: str | None) -> _Call | None:
-        return self._calls.get(call_id) if call_id is not None else None
-
     def _start(self, event: Any, typed: Any) -> None:
         if not self.enabled:
             return
         call_id, parent_id = _ids(event)
-        parent = self._open(parent_id)
-        caller = parent_ctx = None
-        if parent is not None and not _is_current(parent.ctx):
-            # LogiLLM names a parent that is not the current span (another task or thread):
-            # open under it, as spanhooks' own starts do, without a token to detach
-            caller = otel_context.get_current()
-            parent_ctx = parent.ctx
-            otel_context.attach(parent.ctx)
-        ours = self.manager.emit(typed)
-        if ours is None or call_id is None:
+        if call_id is None:
+            self.manager.emit(typed)  # nothing will name it again: callbacks only, no pairing
             return
-        ctx = otel_context.get_current()  # emit made the new span current
-        self._annotate(trace.get_current_span(ctx), {CALL_ID: call_id, PARENT_CALL_ID: parent_id})
-        with self._lock:
-            self._calls[call_id] = _Call(ours, ctx, parent_ctx, caller)
-            while len(self._calls) > MAX_OPEN_CALLS:
-                self._calls.popitem(last=False)
+        self.runs.start(call_id, parent_id, typed)
+        self.runs.annotate(call_id, {CALL_ID: call_id, PARENT_CALL_ID: parent_id})
 
     def _end(self, event: Any, typed: Any, error: BaseException | None = None) -> None:
         if not self.enabled:
             return
         call_id, _ = _ids(event)
-        with self._lock:
-            call = self._calls.pop(call_id, None) if call_id is not None else None
-        if call is None:
-            self.manager.emit(typed)  # untraced, or a start we never saw: callbacks still run
-            return
-        if error is not None:
-            span = trace.get_current_span(call.ctx)
-            if span.is_recording():
-                record_failure(span, error, self.manager.attribute_policy)
-        self.manager.emit(typed, call_id=call.call_id)
-        if call.caller is not None and _is_current(call.parent_ctx):
-            otel_context.attach(call.caller)
-
-    def _annotate(self, span: trace.Span, attrs: Mapping[str, Any]) -> None:
-        """Set ``attrs`` as spanhooks records any attribute: coerced, bounded, redacted."""
-        if not span.is_recording():
-            return
-        policy = self.manager.attribute_policy
-        clean = {}
-        for key, value in attrs.items():
-            coerced = coerce(value, policy)
-            if coerced is not None:
-                clean[key] = coerced
-        if policy.redactor is not None:
-            clean = policy.redact(clean)
-        if clean:
-            span.set_attributes(clean)
+        self.runs.end(call_id, typed, error=error)
 
 
 _EVENT_METHODS = (
@@ -389,12 +336,6 @@ def _unpickled() -> SpanhooksCallback:
     handler = SpanhooksCallback()
     handler.enabled = False
     return handler
-
-
-def _is_current(ctx: otel_context.Context | None) -> bool:
-    if ctx is None:
-        return False
-    return trace.get_current_span() is trace.get_current_span(ctx)
 
 
 def _dict(event: object, name: str) -> dict[str, Any]:

@@ -2,15 +2,18 @@
 
 Each kind of call is a start/end pair shaped by the OpenTelemetry GenAI conventions: workflows
 and plain functions (``task``), agents (``invoke_agent {name}``), tool calls
-(``execute_tool {name}``) and model calls (``chat {model}``, a CLIENT span with token usage read
-from the response). ``first_chunk`` marks the first item a streaming call yields. Inputs,
-outputs, tool arguments and results are content, recorded only on opt-in; callbacks always
-receive them. Users may emit these events themselves too: ``emit(GenAIEvent.TOOL_CALL_START,
-"search", {"q": "otel"})``.
+(``execute_tool {name}``), model calls (``chat {model}``, a CLIENT span with token usage read
+from the response), retrievals (``retrieval {data_source}``) and embeddings calls
+(``embeddings {model}``, CLIENT). ``first_chunk`` marks the first item a streaming call
+yields. Inputs, outputs, tool arguments, results, queries and documents are content, recorded
+only on opt-in; callbacks always receive them. The framework integrations emit these same
+events, so one callback serves every framework. Users may emit these events themselves too:
+``emit(GenAIEvent.TOOL_CALL_START, "search", {"q": "otel"})``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -43,6 +46,10 @@ class GenAIEvent(str, Enum):
     LLM_START = "llm_start"
     LLM_END = "llm_end"
     FIRST_CHUNK = "first_chunk"
+    RETRIEVAL_START = "retrieval_start"
+    RETRIEVAL_END = "retrieval_end"
+    EMBEDDING_START = "embedding_start"
+    EMBEDDING_END = "embedding_end"
 
 
 def _error(bound: Bound) -> BaseException | str | None:
@@ -70,11 +77,41 @@ def _llm_start(bound: Bound) -> dict[str, Any]:
     return attrs
 
 
+def _retrieval_name(bound: Bound) -> str:
+    source = bound.get("data_source")
+    return f"retrieval {source}" if source else "retrieval"
+
+
+def _embedding_name(bound: Bound) -> str:
+    model = bound.get("model")
+    return f"embeddings {model}" if model else "embeddings"
+
+
+def _embedding_start(bound: Bound) -> dict[str, Any]:
+    attrs: dict[str, Any] = {gen_ai.GEN_AI_OPERATION_NAME: "embeddings"}
+    model = bound.get("model")
+    if isinstance(model, str):
+        attrs[gen_ai.GEN_AI_REQUEST_MODEL] = model
+    provider = bound.get("provider")
+    if isinstance(provider, str):
+        attrs[gen_ai.GEN_AI_PROVIDER_NAME] = provider
+    return attrs
+
+
+def _embedding_end(bound: Bound) -> dict[str, Any]:
+    output = bound.get("output")
+    attrs = response_attributes(output)
+    vectors = output if isinstance(output, list) else None
+    if vectors and isinstance(vectors[0], list | tuple):
+        attrs[gen_ai.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = len(vectors[0])
+    return attrs
+
+
 def _pair(
     kind: str,
     label: str,
     *,
-    span_name: str,
+    span_name: str | Callable[[Bound], str],
     operation: str | None,
     label_attribute: str | None,
     input_arg: str = "inputs",
@@ -166,6 +203,43 @@ GENAI = EventSet(
             doc="A model call ends; model, finish reasons and token usage are read from "
             "``output`` (a response object or dict, or a stream's last chunk).",
         ),
+        *_pair(
+            "retrieval",
+            "data_source",
+            span_name=_retrieval_name,
+            operation="retrieval",
+            label_attribute=gen_ai.GEN_AI_DATA_SOURCE_ID,
+            input_arg="query",
+            input_attribute=gen_ai.GEN_AI_RETRIEVAL_QUERY_TEXT,
+            output_arg="documents",
+            output_attribute=gen_ai.GEN_AI_RETRIEVAL_DOCUMENTS,
+        ),
+        start(
+            "embedding_start",
+            "model",
+            "inputs",
+            "provider",
+            span_name=_embedding_name,
+            kind=SpanKind.CLIENT,
+            extract=_embedding_start,
+            content={"inputs"},
+            attributes={"inputs": _INPUT},
+            record_args=False,
+            doc="An embeddings call starts: ``inputs`` are the texts to embed.",
+        ),
+        end(
+            "embedding_end",
+            "model",
+            "output",
+            "error",
+            extract=_embedding_end,
+            content={"output"},
+            attributes={"output": _OUTPUT},
+            error=_error,
+            record_args=False,
+            doc="An embeddings call ends with ``output`` (the vectors, or a response object with "
+            "usage), or failed with ``error``.",
+        ),
         point(
             "first_chunk",
             "name",
@@ -194,3 +268,7 @@ class GenAICallback:
     def on_llm_start(self, model: Any, inputs: Any, provider: Any, operation: Any) -> Any: ...
     def on_llm_end(self, model: Any, output: Any, error: Any) -> Any: ...
     def on_first_chunk(self, name: Any, seconds: Any) -> Any: ...
+    def on_retrieval_start(self, data_source: Any, query: Any) -> Any: ...
+    def on_retrieval_end(self, data_source: Any, documents: Any, error: Any) -> Any: ...
+    def on_embedding_start(self, model: Any, inputs: Any, provider: Any) -> Any: ...
+    def on_embedding_end(self, model: Any, output: Any, error: Any) -> Any: ...
