@@ -1,0 +1,1 @@
+"""One module per framework integration: the calls bench/integrations.py times."""
