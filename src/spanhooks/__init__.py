@@ -41,6 +41,7 @@ from spanhooks.tracing.context import (
     current_call,
     propagate,
 )
+from spanhooks.tracing.sessions import SessionSpanProcessor, current_session, session
 from spanhooks.vocab import (
     BUILTIN_EVENT_SETS,
     GENAI,
@@ -99,6 +100,7 @@ __all__ = [
     "Phase",
     "Priority",
     "ProcessTarget",
+    "SessionSpanProcessor",
     "SpanNode",
     "Telemetry",
     "__version__",
@@ -108,6 +110,7 @@ __all__ = [
     "child_env",
     "clear",
     "current_call",
+    "current_session",
     "declare",
     "disable",
     "emit",
@@ -128,6 +131,7 @@ __all__ = [
     "read_spans",
     "register",
     "register_jsonl_logger",
+    "session",
     "setup",
     "shutdown",
     "start",

@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.callbacks.processors import CallbackSpanProcessor
+from spanhooks.tracing.sessions import SessionSpanProcessor
 
 __all__ = ["Capture", "CapturedEvent", "SequentialIdGenerator", "capture", "span_tree"]
 
@@ -74,6 +75,7 @@ class Capture:
     ) -> None:
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider(id_generator=SequentialIdGenerator(), shutdown_on_exit=False)
+        self.provider.add_span_processor(SessionSpanProcessor())  # as setup() does
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.manager = CallbackManager(tracer_provider=self.provider, **manager_options)
         self.tracer = self.provider.get_tracer("spanhooks.testing")

@@ -77,6 +77,7 @@ from spanhooks.tracing.attributes import (
     set_active_policy,
 )
 from spanhooks.tracing.context import attach_parent_from_env
+from spanhooks.tracing.sessions import SessionSpanProcessor
 from spanhooks.util import checks
 from spanhooks.util.deadline import SharedDeadline
 from spanhooks.util.env import env_flag, env_float, env_int
@@ -298,6 +299,7 @@ def setup(
         telemetry.log_export = start_log_export(
             provider.resource, otlp.exporters("LOGS", otlp_endpoint), otlp_args
         )
+        _add(telemetry, SessionSpanProcessor())  # first: the others see the session's ids
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())

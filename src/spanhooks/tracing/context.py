@@ -2,8 +2,9 @@
 
 asyncio tasks copy the context by themselves. Threads do not, so :func:`propagate` and
 :class:`ContextThreadPoolExecutor` carry it. Child processes get it as a W3C ``traceparent``
-through the environment (:func:`child_env`), which :func:`attach_parent_from_env` (called by
-``setup()``) picks up on the other side; a forked child simply keeps its parent's context.
+(and the baggage, sessions' ids among it, as ``BAGGAGE``) through the environment
+(:func:`child_env`), which :func:`attach_parent_from_env` (called by ``setup()``) picks up on the
+other side; a forked child simply keeps its parent's context.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
@@ -34,7 +37,9 @@ R = TypeVar("R")
 
 TRACEPARENT_ENV = "TRACEPARENT"
 TRACESTATE_ENV = "TRACESTATE"
-_propagator = TraceContextTextMapPropagator()
+BAGGAGE_ENV = "BAGGAGE"
+_propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+_CARRIED = {"traceparent": TRACEPARENT_ENV, "tracestate": TRACESTATE_ENV, "baggage": BAGGAGE_ENV}
 
 
 @dataclass(frozen=True)
@@ -98,30 +103,26 @@ def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     result = dict(os.environ if env is None else env)
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)
-    result.pop(TRACEPARENT_ENV, None)
-    result.pop(TRACESTATE_ENV, None)
-    if "traceparent" in carrier:
-        result[TRACEPARENT_ENV] = carrier["traceparent"]
-    if "tracestate" in carrier:
-        result[TRACESTATE_ENV] = carrier["tracestate"]
+    for header, variable in _CARRIED.items():
+        result.pop(variable, None)
+        if header in carrier:
+            result[variable] = carrier[header]
     return result
 
 
 def attach_parent_from_env(env: Mapping[str, str] | None = None) -> bool:
-    """Make a ``TRACEPARENT`` from the environment the current parent; True if there was one.
+    """Make a ``TRACEPARENT`` from the environment the current parent, with the ``BAGGAGE``
+    that came with it; True if there was a parent.
 
     Called once at start-up by ``setup()``; the attach is never detached, as it stands for
     the whole process.
     """
     source = os.environ if env is None else env
-    traceparent = source.get(TRACEPARENT_ENV)
-    if not traceparent:
+    carrier = {
+        header: source[variable] for header, variable in _CARRIED.items() if source.get(variable)
+    }
+    if not carrier:
         return False
-    carrier = {"traceparent": traceparent}
-    if source.get(TRACESTATE_ENV):
-        carrier["tracestate"] = source[TRACESTATE_ENV]
     ctx = _propagator.extract(carrier)
-    if not trace.get_current_span(ctx).get_span_context().is_valid:
-        return False
     otel_context.attach(ctx)
-    return True
+    return trace.get_current_span(ctx).get_span_context().is_valid

@@ -1,0 +1,153 @@
+"""Sessions, users and conversations: ids stamped on every span started inside one.
+
+``with spanhooks.session(session_id="s-1", user_id="u-7", conversation_id="c-3"):`` puts the
+ids in OpenTelemetry baggage for the block (``@spanhooks.session(...)`` does the same around a
+function, sync or async). Baggage is context, so the ids follow the code wherever spanhooks'
+context goes: nested calls, asyncio tasks, threads started through :func:`propagate`, child
+processes through :func:`~spanhooks.child_env` (the ``BAGGAGE`` variable) and outgoing HTTP
+requests of instrumented clients (the global propagator's ``baggage`` header).
+
+:class:`SessionSpanProcessor`, which ``setup()`` puts first in its pipeline, copies them onto
+every span as it starts, spanhooks' and other instrumentations' alike, as the conventions name
+them: ``session.id``, ``user.id``, ``gen_ai.conversation.id``. A span started outside any
+session costs one context read.
+
+Threading: the ids live in the context, so each thread and task sees its own; nothing here
+takes a lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+__all__ = [
+    "CONVERSATION_ID",
+    "SESSION_ATTRIBUTES",
+    "SESSION_ID",
+    "USER_ID",
+    "SessionSpanProcessor",
+    "current_session",
+    "session",
+]
+
+SESSION_ID = "session.id"
+USER_ID = "user.id"
+CONVERSATION_ID = "gen_ai.conversation.id"
+SESSION_ATTRIBUTES = (SESSION_ID, USER_ID, CONVERSATION_ID)
+"""The baggage keys a session sets, which are also the span attributes they become."""
+
+MAX_ID_LENGTH = 256
+"""Ids longer than this are refused: they travel in every request's ``baggage`` header."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class session:
+    """A session, user and conversation for the code inside: a context manager and a
+    decorator (sync or async functions). Ids not given are inherited from an enclosing
+    session; a nested session overrides only what it names.
+
+    Raises TypeError or ValueError at once for an id that is not a non-empty string of at
+    most :data:`MAX_ID_LENGTH` characters, without touching the current context.
+    """
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        given = {SESSION_ID: session_id, USER_ID: user_id, CONVERSATION_ID: conversation_id}
+        self.ids: dict[str, str] = {}
+        for key, value in given.items():
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"{key} must be a str, got {type(value).__name__}")
+            if not value or len(value) > MAX_ID_LENGTH or not value.isprintable():
+                raise ValueError(
+                    f"{key} must be 1 to {MAX_ID_LENGTH} printable characters, got {value!r}"
+                )
+            self.ids[key] = value
+        if not self.ids:
+            raise ValueError("session() needs at least one of session_id, user_id, conversation_id")
+        self._tokens: list[object] = []
+
+    def _context(self) -> Context:
+        ctx = otel_context.get_current()
+        for key, value in self.ids.items():
+            ctx = baggage.set_baggage(key, value, ctx)
+        return ctx
+
+    def __enter__(self) -> session:
+        self._tokens.append(otel_context.attach(self._context()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+
+    def __call__(self, fn: _F) -> _F:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with _scoped(self):
+                    return await fn(*args, **kwargs)
+
+            return cast(_F, run_async)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with _scoped(self):
+                return fn(*args, **kwargs)
+
+        return cast(_F, run)
+
+
+@contextmanager
+def _scoped(chosen: session) -> Iterator[None]:
+    """The session around one call of a decorated function (its own token: calls may overlap
+    in threads and tasks)."""
+    token = otel_context.attach(chosen._context())
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def current_session(ctx: Context | None = None) -> dict[str, str]:
+    """The session ids in effect (in ``ctx``, default the current context), by attribute name."""
+    found = baggage.get_all(ctx)
+    return {key: str(found[key]) for key in SESSION_ATTRIBUTES if key in found}
+
+
+class SessionSpanProcessor(SpanProcessor):
+    """Copies the session ids in the starting span's context onto it (see the module doc)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        found: Mapping[str, object] = baggage.get_all(parent_context)
+        if not found:
+            return
+        for key in SESSION_ATTRIBUTES:
+            value = found.get(key)
+            if isinstance(value, str):
+                span.set_attribute(key, value)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True

@@ -1,0 +1,172 @@
+"""Sessions: ``spanhooks.session(...)`` stamps session, user and conversation ids on every span
+started inside it, spanhooks' and other instrumentations' alike, across tasks, threads, child
+processes and outgoing HTTP requests."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import propagate
+
+import spanhooks
+from spanhooks import read_spans
+from spanhooks.testing import Capture, capture
+
+IDS = {"session.id": "s-1", "user.id": "u-7", "gen_ai.conversation.id": "c-3"}
+
+
+def _ids(span: Any) -> dict[str, Any]:
+    attributes = dict(span.attributes or {})
+    return {key: attributes[key] for key in IDS if key in attributes}
+
+
+@pytest.fixture
+def cap() -> Any:
+    with capture() as cap:
+        yield cap
+
+
+def test_every_span_inside_a_session_carries_its_ids(cap: Capture) -> None:
+    with spanhooks.session("s-1", user_id="u-7", conversation_id="c-3"):
+        call = cap.manager.emit("tool_call_start", "search", {})
+        with cap.tracer.start_as_current_span("another instrumentation's span"):
+            pass
+        cap.manager.emit("tool_call_end", "search", "ok", None, call_id=call)
+    with cap.tracer.start_as_current_span("after the session"):
+        pass
+
+    assert _ids(cap.span("execute_tool search")) == IDS
+    assert _ids(cap.span("another instrumentation's span")) == IDS
+    assert _ids(cap.span("after the session")) == {}
+
+
+def test_a_nested_session_overrides_only_what_it_names(cap: Capture) -> None:
+    with spanhooks.session("s-1", user_id="u-7"), spanhooks.session(conversation_id="c-9"):
+        assert spanhooks.current_session() == {
+            "session.id": "s-1",
+            "user.id": "u-7",
+            "gen_ai.conversation.id": "c-9",
+        }
+        with cap.tracer.start_as_current_span("inner"):
+            pass
+
+    assert _ids(cap.span("inner")) == {**IDS, "gen_ai.conversation.id": "c-9"}
+    assert spanhooks.current_session() == {}
+
+
+def test_the_decorator_form_covers_sync_and_async_functions(cap: Capture) -> None:
+    @spanhooks.session("s-sync")
+    def sync_step() -> None:
+        with cap.tracer.start_as_current_span("sync"):
+            pass
+
+    @spanhooks.session("s-async")
+    async def async_step() -> None:
+        async def child() -> None:
+            with cap.tracer.start_as_current_span("in a task"):
+                pass
+
+        await asyncio.gather(asyncio.create_task(child()))
+
+    sync_step()
+    asyncio.run(async_step())
+
+    assert _ids(cap.span("sync")) == {"session.id": "s-sync"}
+    assert _ids(cap.span("in a task")) == {"session.id": "s-async"}
+
+
+def test_threads_started_through_propagate_keep_the_session(cap: Capture) -> None:
+    def work() -> None:
+        with cap.tracer.start_as_current_span("in a thread"):
+            pass
+
+    with spanhooks.session("s-1"):
+        thread = threading.Thread(target=spanhooks.propagate(work))
+        thread.start()
+        thread.join()
+
+    assert _ids(cap.span("in a thread")) == {"session.id": "s-1"}
+
+
+def test_a_child_process_started_with_child_env_continues_the_session(tmp_path: Path) -> None:
+    path = tmp_path / "child.jsonl"
+    code = textwrap.dedent(
+        f"""
+        import spanhooks
+        from opentelemetry import trace
+        spanhooks.setup(jsonl_path={str(path)!r})
+        with trace.get_tracer("child").start_as_current_span("child work"):
+            pass
+        spanhooks.shutdown()
+        """
+    )
+    with spanhooks.session("s-1", user_id="u-7"):
+        env = spanhooks.child_env({k: v for k, v in os.environ.items() if k != "BAGGAGE"})
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    (span,) = read_spans(path).spans
+    assert {k: span["attributes"].get(k) for k in ("session.id", "user.id")} == {
+        "session.id": "s-1",
+        "user.id": "u-7",
+    }
+
+
+def test_outgoing_requests_carry_the_session_as_w3c_baggage() -> None:
+    received: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            received.append(self.headers.get("baggage"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with spanhooks.session("s-1", user_id="u-7"):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)  # what an instrumented HTTP client does per request
+            url = f"http://127.0.0.1:{server.server_address[1]}/"
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10):
+                pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert received and received[0] is not None
+    assert sorted(received[0].split(",")) == ["session.id=s-1", "user.id=u-7"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({}, ValueError),
+        ({"session_id": ""}, ValueError),
+        ({"session_id": "x" * 257}, ValueError),
+        ({"session_id": "a\nb"}, ValueError),
+        ({"session_id": 42}, TypeError),
+        ({"user_id": b"u"}, TypeError),
+    ],
+)
+def test_bad_ids_are_refused_before_the_context_changes(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        spanhooks.session(**kwargs)
+    assert spanhooks.current_session() == {}
