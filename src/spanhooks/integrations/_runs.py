@@ -14,11 +14,13 @@ open-span limits).
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -26,8 +28,11 @@ from opentelemetry import trace
 from spanhooks.callbacks.manager import CallbackManager
 from spanhooks.tracing.attributes import coerce
 from spanhooks.tracing.spans import record_failure
+from spanhooks.util.log import rate_limited
 
-__all__ = ["MAX_OPEN_RUNS", "Runs", "is_current", "model_output"]
+__all__ = ["MAX_OPEN_RUNS", "Runs", "is_current", "isolated", "model_output"]
+
+_F = TypeVar("_F", bound=Callable[..., None])
 
 MAX_OPEN_RUNS = 10_000
 """Framework runs remembered while open."""
@@ -118,6 +123,31 @@ class Runs:
             clean = policy.redact(clean)
         if clean:
             span.set_attributes(clean)
+
+
+def isolated(framework: str) -> Callable[[_F], _F]:
+    """For the methods a framework calls: a failure inside is logged (rate-limited, as
+    ``spanhooks: <framework> callback <method> failed``) and never reaches the framework, which
+    would log it per call or, configured to, raise it into the user's run."""
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        def guarded(*args: Any, **kwargs: Any) -> None:
+            try:
+                method(*args, **kwargs)
+            except Exception as exc:
+                rate_limited.log(
+                    logging.WARNING,
+                    f"{framework}:{method.__name__}",
+                    "spanhooks: %s callback %s failed: %r",
+                    framework,
+                    method.__name__,
+                    exc,
+                )
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
 
 
 def is_current(ctx: otel_context.Context | None) -> bool:

@@ -41,18 +41,15 @@ idempotent and thread-safe.
 
 from __future__ import annotations
 
-import functools
-import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.integrations._framework import install_hint, load, supported_range, unsupported
-from spanhooks.integrations._runs import Runs, model_output
-from spanhooks.util.log import rate_limited
+from spanhooks.integrations._runs import Runs, isolated, model_output
 from spanhooks.vocab.genai import GenAIEvent
 
 __all__ = [
@@ -73,27 +70,8 @@ RUN_ID = "langchain.run_id"
 _AGENT_INTEGRATION = "langchain_create_agent"
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
-_F = TypeVar("_F", bound=Callable[..., None])
 
-
-def _isolated(method: _F) -> _F:
-    """Never let a failure here reach LangChain's run (it would log it, or raise with
-    ``raise_error``): log it, rate-limited, and go on."""
-
-    @functools.wraps(method)
-    def guarded(*args: Any, **kwargs: Any) -> None:
-        try:
-            method(*args, **kwargs)
-        except Exception as exc:
-            rate_limited.log(
-                logging.WARNING,
-                f"langchain:{method.__name__}",
-                "spanhooks: LangChain callback %s failed: %r",
-                method.__name__,
-                exc,
-            )
-
-    return guarded  # type: ignore[return-value]
+_isolated = isolated("LangChain")
 
 
 class _Handler:
