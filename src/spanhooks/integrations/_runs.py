@@ -30,7 +30,7 @@ from spanhooks.tracing.attributes import coerce
 from spanhooks.tracing.spans import record_failure
 from spanhooks.util.log import rate_limited
 
-__all__ = ["MAX_OPEN_RUNS", "Runs", "is_current", "isolated", "model_output"]
+__all__ = ["MAX_OPEN_RUNS", "Runs", "annotate", "is_current", "isolated", "model_output"]
 
 _F = TypeVar("_F", bound=Callable[..., None])
 
@@ -108,21 +108,25 @@ class Runs:
         return run.ctx if run is not None else None
 
     def annotate(self, run_id: Hashable, attributes: Mapping[str, Any]) -> None:
-        """Set ``attributes`` on ``run_id``'s span as spanhooks records any attribute:
-        coerced, bounded, redacted; None values left out."""
-        span = self.span(run_id)
-        if not span.is_recording():
-            return
-        policy = self.manager.attribute_policy
-        clean = {}
-        for key, value in attributes.items():
-            coerced = coerce(value, policy) if value is not None else None
-            if coerced is not None:
-                clean[key] = coerced
-        if policy.redactor is not None:
-            clean = policy.redact(clean)
-        if clean:
-            span.set_attributes(clean)
+        """Set ``attributes`` on ``run_id``'s span (see :func:`annotate`)."""
+        annotate(self.manager, self.span(run_id), attributes)
+
+
+def annotate(manager: CallbackManager, span: trace.Span, attributes: Mapping[str, Any]) -> None:
+    """Set ``attributes`` on ``span`` as spanhooks records any attribute: coerced, bounded and
+    redacted by ``manager``'s policy; None values left out."""
+    if not attributes or not span.is_recording():
+        return
+    policy = manager.attribute_policy
+    clean = {}
+    for key, value in attributes.items():
+        coerced = coerce(value, policy) if value is not None else None
+        if coerced is not None:
+            clean[key] = coerced
+    if policy.redactor is not None:
+        clean = policy.redact(clean)
+    if clean:
+        span.set_attributes(clean)
 
 
 def isolated(framework: str) -> Callable[[_F], _F]:

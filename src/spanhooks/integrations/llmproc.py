@@ -48,7 +48,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.integrations._framework import install_hint, load, supported_range, unsupported
-from spanhooks.tracing.attributes import coerce
+from spanhooks.integrations._runs import annotate
 from spanhooks.tracing.spans import record_failure
 from spanhooks.util.text import safe_str
 from spanhooks.vocab._genai import field, request_attributes
@@ -227,20 +227,7 @@ class SpanhooksCallback:
         return extras
 
     def _annotate(self, span: trace.Span, attrs: Mapping[str, Any]) -> None:
-        """Set ``attrs`` on ``span`` as spanhooks records any attribute: coerced, bounded and
-        redacted by the manager's policy."""
-        if not attrs or not span.is_recording():
-            return
-        policy = self.manager.attribute_policy
-        clean = {}
-        for key, value in attrs.items():
-            coerced = coerce(value, policy)
-            if coerced is not None:
-                clean[key] = coerced
-        if policy.redactor is not None:
-            clean = policy.redact(clean)
-        if clean:
-            span.set_attributes(clean)
+        annotate(self.manager, span, attrs)
 
 
 def _innermost(pair: str, key: object) -> _Open | None:
