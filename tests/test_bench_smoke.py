@@ -71,3 +71,15 @@ def test_the_burst_benchmark_runs_both_paths_and_the_local_file_loses_nothing() 
     assert results["batch"]["produced"] == results["local"]["produced"] == 4000
     batch = results["batch"]
     assert batch["lines"] + batch["counts"]["dropped"] == batch["produced"]  # lost, but counted
+
+
+@pytest.mark.slow
+def test_the_integration_benchmark_runs_every_installed_framework_and_loses_no_span() -> None:
+    integrations = BENCH.parent / "integrations.py"
+    done = subprocess.run(
+        [sys.executable, str(integrations), "--smoke"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 problems" in done.stdout
+    ran = int(done.stdout.split("smoke: ")[1].split(" cases")[0])
+    assert ran >= 2 * 2 * 4  # two calls, at least two variants, four frameworks

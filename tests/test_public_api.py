@@ -52,11 +52,12 @@ DOCUMENTED = {
         "CallbackManager CallbackSpanProcessor CallbackType ContextThreadPoolExecutor DispatchMode "
         "DispatchObserver Dispatcher EventRecord EventSet EventSpec ForeignSpanBridge GENAI "
         "GenAIEvent IsolatedSpanProcessor JSONLCallback JsonlSpanExporter LLMPROC LOGILLM MEETING "
-        "MeetingEventType Phase Priority ProcessTarget SpanNode THEA Telemetry __version__ "
-        "add_span_processor agent build_trees child_env clear current_call declare disable emit "
-        "emit_async enable end force_flush format_trees get_callback_manager instrument "
-        "is_enabled llm mark_process_dead on on_span point propagate read_spans register "
-        "register_jsonl_logger setup shutdown start tool trigger unregister workflow"
+        "MeetingEventType Phase Priority ProcessTarget SessionSpanProcessor SpanNode THEA "
+        "Telemetry __version__ add_span_processor agent build_trees child_env clear current_call "
+        "current_session declare disable emit emit_async enable end force_flush format_trees "
+        "get_callback_manager instrument is_enabled llm mark_process_dead on on_span point "
+        "propagate read_spans register register_jsonl_logger session setup shutdown start tool "
+        "trigger unregister workflow"
     ),
     "spanhooks.vocab": (
         "AbstractCallback BUILTIN_EVENT_SETS CallbackEvent CallbackType GENAI GenAICallback "
@@ -88,7 +89,15 @@ DOCUMENTED = {
         "register_polling_task sessions_by_status"
     ),
     "spanhooks.testing": "Capture CapturedEvent SequentialIdGenerator capture span_tree",
-    "spanhooks.instrumentation": "SpanhooksInstrumentor",
+    "spanhooks.instrumentation": (
+        "DSPyInstrumentor LangChainInstrumentor LlamaIndexInstrumentor LlmprocInstrumentor "
+        "LogillmInstrumentor OpenAIAgentsInstrumentor SpanhooksInstrumentor"
+    ),
+    "spanhooks.integrations.installed": (
+        "FRAMEWORK_MODULES INTEGRATIONS disabled_integrations entry_point_name "
+        "instrument_installed instrument_integration integration_module is_installed "
+        "uninstrument_all uninstrument_integration"
+    ),
     "spanhooks.integrations.llmproc": (
         "INSTALL_HINT SUPPORTED_VERSIONS SpanhooksCallback callback instrument is_instrumented "
         "uninstrument"
@@ -96,6 +105,18 @@ DOCUMENTED = {
     "spanhooks.integrations.logillm": (
         "INSTALL_HINT SUPPORTED_VERSIONS SpanhooksCallback callback instrument is_instrumented "
         "uninstrument"
+    ),
+    "spanhooks.integrations.langchain": (
+        "INSTALL_HINT SUPPORTED_VERSIONS callback_handler instrument is_instrumented uninstrument"
+    ),
+    "spanhooks.integrations.llamaindex": (
+        "INSTALL_HINT SUPPORTED_VERSIONS handlers instrument is_instrumented uninstrument"
+    ),
+    "spanhooks.integrations.openai_agents": (
+        "INSTALL_HINT SUPPORTED_VERSIONS instrument is_instrumented tracing_processor uninstrument"
+    ),
+    "spanhooks.integrations.dspy": (
+        "INSTALL_HINT SUPPORTED_VERSIONS callback instrument is_instrumented uninstrument"
     ),
 }
 

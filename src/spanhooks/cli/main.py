@@ -20,6 +20,7 @@ from typing import NoReturn
 from spanhooks.callbacks.manager import get_callback_manager
 from spanhooks.export.reader import read_spans
 from spanhooks.export.trees import build_trees, format_trees
+from spanhooks.integrations.installed import instrument_installed
 from spanhooks.lifecycle.otlp import env_endpoint, protocol_of
 from spanhooks.lifecycle.setup import setup
 from spanhooks.util.log import safe_url
@@ -64,8 +65,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRACED = frozenset({"instrumented", "on import"})
+
+
 def _run(args: argparse.Namespace) -> int:
-    """Set up from the environment, then run the script or module as ``__main__``.
+    """Set up from the environment, trace every installed framework (unless disabled, see
+    :mod:`spanhooks.integrations.installed`), then run the script or module as ``__main__``.
 
     Exit flushes every finished span (atexit and SIGTERM hooks installed by ``setup``).
     """
@@ -73,6 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     telemetry = setup()
     if telemetry.jsonl_path is not None:
         print(f"spanhooks: writing spans to {telemetry.jsonl_path.resolve()}", file=sys.stderr)
+    outcomes = instrument_installed()
+    traced = [name for name, outcome in outcomes.items() if outcome in _TRACED]
+    if traced:
+        print(f"spanhooks: tracing {', '.join(traced)} (when imported)", file=sys.stderr)
     target: str = args.target
     sys.argv = [target, *args.args]
     try:

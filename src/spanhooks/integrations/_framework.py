@@ -50,7 +50,7 @@ def unsupported(
 
 def install_hint(integration: str) -> str:
     """The command that installs ``integration``'s framework through spanhooks' extra."""
-    return f"pip install 'spanhooks[{integration}]'"
+    return f"pip install 'spanhooks[{integration.replace('_', '-')}]'"
 
 
 def supported_range(supported: tuple[tuple[int, int], ...]) -> str:
