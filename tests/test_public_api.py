@@ -54,7 +54,7 @@ DOCUMENTED = {
         "GenAIEvent IsolatedSpanProcessor JSONLCallback JsonlSpanExporter LLMPROC LOGILLM MEETING "
         "MeetingEventType Phase Priority ProcessTarget SessionSpanProcessor SpanNode THEA "
         "Telemetry __version__ add_span_processor agent build_trees child_env clear current_call "
-        "current_session declare disable emit emit_async enable end force_flush format_trees "
+        "current_session declare disable emit emit_async enable end evaluate force_flush format_trees "
         "get_callback_manager instrument is_enabled llm mark_process_dead on on_span point "
         "propagate read_spans register register_jsonl_logger session setup shutdown start tool "
         "trigger unregister workflow"

@@ -41,6 +41,7 @@ from spanhooks.tracing.context import (
     current_call,
     propagate,
 )
+from spanhooks.tracing.evaluations import evaluate
 from spanhooks.tracing.sessions import SessionSpanProcessor, current_session, session
 from spanhooks.vocab import (
     BUILTIN_EVENT_SETS,
@@ -117,6 +118,7 @@ __all__ = [
     "emit_async",
     "enable",
     "end",
+    "evaluate",
     "force_flush",
     "format_trees",
     "get_callback_manager",

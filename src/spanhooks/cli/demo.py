@@ -40,6 +40,7 @@ from spanhooks.ops import (
     register_cleanup,
     register_polling_task,
 )
+from spanhooks.tracing.evaluations import evaluate
 from spanhooks.vocab.llmproc import CallbackEvent
 from spanhooks.vocab.logillm import (
     ModuleEndEvent,
@@ -213,6 +214,8 @@ async def _agent_turn(manager: CallbackManager, user_id: str, router: EventRoute
             duration=0.005,
         )
     )
+    # a judge's verdict on the module's answer (gen_ai.evaluation.result on its span)
+    evaluate(name="answer_relevance", score=0.9, label="relevant")
     manager.emit(
         ModuleEndEvent(module=module, outputs={"answer": "ok"}, duration=0.01, success=True)
     )

@@ -338,6 +338,12 @@ ERRORS = MetricDef(
     "Errors handled, by context and severity.",
     ("context", "severity"),
 )
+EVALUATIONS = MetricDef(
+    "spanhooks_evaluations",
+    "counter",
+    "Evaluation results recorded (spanhooks.evaluate), by evaluation name and score label.",
+    ("name", "label"),
+)
 EVENTS = MetricDef(
     "spanhooks_events", "counter", "Events emitted, by event set and name.", ("event_set", "event")
 )
