@@ -407,6 +407,8 @@ def instrument(manager: CallbackManager | None = None) -> None:
     process-wide one). Idempotent: a second call points the events at ``manager`` when one
     is given."""
     global _hooked
+    if manager is not None and not isinstance(manager, CallbackManager):
+        raise TypeError(f"manager must be a CallbackManager, got {manager!r}")
     handler_class = _handler_class()
     with _lock:
         if _switch.handler is not None:
