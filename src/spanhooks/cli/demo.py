@@ -201,7 +201,8 @@ async def _agent_turn(manager: CallbackManager, user_id: str, router: EventRoute
 
     module = Summarize()
     manager.emit(ModuleStartEvent(module=module, inputs={"question": "summarise the plan"}))
-    provider = SimpleNamespace(name="anthropic", model="claude-demo")
+    # a model the demo's price table leaves out: its calls are counted as unpriced
+    provider = SimpleNamespace(name="anthropic", model="claude-demo-haiku")
     manager.emit(
         ProviderRequestEvent(provider=provider, messages=["..."], parameters={"temperature": 0.2})
     )

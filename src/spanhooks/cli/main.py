@@ -34,6 +34,10 @@ READER_GONE = 128 + _SIGPIPE if _SIGPIPE is not None else 1
 no SIGPIPE (Windows), as Python itself exits on EPIPE."""
 
 
+DEMO_PRICES = {"claude-demo": {"input": 3.0, "output": 15.0, "cache_read": 0.3}}
+"""The demo's made-up model, priced like its namesake (USD per million tokens)."""
+
+
 def _demo(args: argparse.Namespace) -> int:
     from spanhooks.cli.demo import run_demo
 
@@ -41,7 +45,10 @@ def _demo(args: argparse.Namespace) -> int:
     if path.exists() and not args.append:
         path.unlink()
     telemetry = setup(
-        service_name="spanhooks-demo", jsonl_path=path, metrics_port=args.metrics_port
+        service_name="spanhooks-demo",
+        jsonl_path=path,
+        metrics_port=args.metrics_port,
+        prices=DEMO_PRICES,
     )
     if telemetry.metrics_server is not None:
         print(f"serving {telemetry.metrics_server.url}/metrics and /health", flush=True)

@@ -4,7 +4,8 @@ The SDK cannot remove a processor from a provider; this one can be emptied, whic
 ``uninstall()`` leaves an application's own provider as it found it. With redaction patterns
 installed, every finished span is scrubbed here before any of them sees it
 (:func:`spanhooks.tracing.redacted.redacted`): spans of other instrumentations and of managers
-setup did not configure go out scrubbed too.
+setup did not configure go out scrubbed too. With a price table, each model-call span then
+gets its cost (:func:`spanhooks.metrics.cost.priced`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from spanhooks.metrics.cost import Prices, priced
 from spanhooks.tracing.redacted import redacted
 from spanhooks.util.log import logger
 from spanhooks.util.redaction import installed_pattern
@@ -27,8 +29,9 @@ class Pipeline(SpanProcessor):
     replaced, never mutated, so the span path reads it without a lock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prices: Prices | None = None) -> None:
         self.processors: tuple[SpanProcessor, ...] = ()
+        self.prices = prices
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for processor in self.processors:
@@ -38,6 +41,9 @@ class Pipeline(SpanProcessor):
         pattern = installed_pattern()
         if pattern is not None:
             span = redacted(span, pattern)
+        prices = self.prices
+        if prices is not None:
+            span = priced(span, prices)
         for processor in self.processors:
             processor.on_end(span)
 

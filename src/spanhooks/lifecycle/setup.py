@@ -33,7 +33,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -63,6 +63,7 @@ from spanhooks.instrument.foreign import ForeignSpanBridge
 from spanhooks.lifecycle import otlp
 from spanhooks.lifecycle.logs import LogExport, start_log_export
 from spanhooks.lifecycle.pipeline import Pipeline
+from spanhooks.metrics.cost import Prices
 from spanhooks.metrics.families import install_collector
 from spanhooks.metrics.genai import GenAIMetricsProcessor
 from spanhooks.metrics.multiprocess import MultiprocessMirror, multiprocess_dir
@@ -216,6 +217,7 @@ def setup(
     otlp_timeout: float | None = None,
     shutdown_timeout: float | None = None,
     foreign_spans: bool | None = None,
+    prices: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Telemetry:
     """Configure tracing for spanhooks and return what was set up.
 
@@ -251,6 +253,11 @@ def setup(
     callbacks as ``genai`` events (:class:`~spanhooks.ForeignSpanBridge`) unless
     ``foreign_spans`` (or ``SPANHOOKS_FOREIGN_SPANS``) is false.
 
+    Cost: each model-call span with token usage gets ``gen_ai.usage.cost`` (USD) from
+    ``prices`` (USD per million tokens, ``{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}``,
+    keys ``model`` or ``provider/model``) and, for models it does not name, ``genai-prices``
+    when installed (see :mod:`spanhooks.metrics.cost`); ``SPANHOOKS_COST=false`` turns it off.
+
     Redaction, applied as attributes are built, before any processor or exporter sees them:
     ``redact_patterns`` (regular expressions; default ``SPANHOOKS_REDACT_PATTERN``) replace
     every match with ``[REDACTED]``, and ``redactor(key, value)`` returns the value to record or
@@ -265,6 +272,7 @@ def setup(
         max_attribute_length,
         metrics_timeout,
         metrics_max_connections,
+        prices,
     )
     with _lock:
         if _active is not None:
@@ -299,7 +307,8 @@ def setup(
         telemetry.log_export = start_log_export(
             provider.resource, otlp.exporters("LOGS", otlp_endpoint), otlp_args
         )
-        _add(telemetry, SessionSpanProcessor())  # first: the others see the session's ids
+        # first: the others see the session's ids
+        _add(telemetry, SessionSpanProcessor(), prices=_price_table(prices))
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
@@ -365,8 +374,11 @@ def _check_arguments(
     max_attribute_length: int | None,
     metrics_timeout: float | None,
     metrics_max_connections: int | None,
+    prices: Mapping[str, Mapping[str, float]] | None,
 ) -> None:
-    """``ValueError`` for a number :func:`setup` cannot use, before anything is set up."""
+    """``ValueError`` for a number or price table :func:`setup` cannot use, before anything is
+    set up."""
+    Prices(prices, use_genai_prices=False)
     checks.seconds("otlp_timeout", otlp_timeout)
     checks.seconds("shutdown_timeout", shutdown_timeout)
     if metrics_port is not None:
@@ -398,10 +410,14 @@ def _provider(
     return provider, True
 
 
-def _add(telemetry: Telemetry, processor: SpanProcessor) -> None:
+def _price_table(prices: Mapping[str, Mapping[str, float]] | None) -> Prices | None:
+    return Prices(prices) if env_flag("SPANHOOKS_COST", True) else None
+
+
+def _add(telemetry: Telemetry, processor: SpanProcessor, prices: Prices | None = None) -> None:
     assert telemetry.tracer_provider is not None
     if telemetry.pipeline is None:
-        telemetry.pipeline = Pipeline()
+        telemetry.pipeline = Pipeline(prices)
         telemetry.tracer_provider.add_span_processor(telemetry.pipeline)
     telemetry.pipeline.processors += (processor,)
     telemetry.processors.append(processor)

@@ -347,6 +347,20 @@ EVALUATIONS = MetricDef(
 EVENTS = MetricDef(
     "spanhooks_events", "counter", "Events emitted, by event set and name.", ("event_set", "event")
 )
+GENAI_COST_USD = MetricDef(
+    "spanhooks_genai_cost_usd",
+    "counter",
+    "What model calls cost in US dollars, from their token usage and the price table, by "
+    "provider and model.",
+    ("provider", "model"),
+)
+GENAI_UNPRICED_CALLS = MetricDef(
+    "spanhooks_genai_unpriced_calls",
+    "counter",
+    "Model calls with token usage that no price table knows (they cost nothing), by provider "
+    "and model.",
+    ("provider", "model"),
+)
 HEALTH_ALERTS = MetricDef(
     "spanhooks_health_alerts", "counter", "Alerts raised by severity.", ("component", "severity")
 )
