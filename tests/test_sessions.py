@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -170,3 +171,55 @@ def test_bad_ids_are_refused_before_the_context_changes(
     with pytest.raises(error):
         spanhooks.session(**kwargs)
     assert spanhooks.current_session() == {}
+
+
+def _session_file(tmp_path: Path) -> Path:
+    """Three traces written by a real setup(): two in session s-1 around one of none."""
+    path = tmp_path / "sessions.jsonl"
+    code = textwrap.dedent(
+        f"""
+        import spanhooks
+        from opentelemetry import trace
+        spanhooks.setup(jsonl_path={str(path)!r})
+        tracer = trace.get_tracer("app")
+        with spanhooks.session("s-1"):
+            with tracer.start_as_current_span("first turn"):
+                pass
+        with tracer.start_as_current_span("housekeeping"):
+            pass
+        with spanhooks.session("s-1"):
+            with tracer.start_as_current_span("second turn"):
+                pass
+        spanhooks.shutdown()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def test_view_groups_traces_under_their_session(tmp_path: Path) -> None:
+    path = _session_file(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "spanhooks", "view", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if not line.startswith("trace ")]
+    names = [line.split("  ")[0] for line in lines if line]
+    assert names == ["session s-1", "first turn", "second turn", "no session", "housekeeping"]
+
+
+def test_the_html_page_heads_each_session(tmp_path: Path) -> None:
+    from spanhooks.export.html import render_html
+
+    page = render_html(read_spans(_session_file(tmp_path)).spans)
+    data = page.split("const TRACES = ")[1].split(";\n")[0]
+    assert [(t["session"], t["spans"][0]["name"]) for t in json.loads(data)] == [
+        ("s-1", "first turn"),
+        ("s-1", "second turn"),
+        (None, "housekeeping"),
+    ]

@@ -13,13 +13,14 @@ import json
 from typing import Any
 
 from spanhooks.export.reader import SpanRecord
-from spanhooks.export.trees import SpanNode, build_trees, format_duration
+from spanhooks.export.trees import SpanNode, build_trees, by_session, format_duration
 
 __all__ = ["render_html"]
 
 _STYLE = """
 body { font: 13px/1.4 system-ui, sans-serif; margin: 24px; color: #1d1d1f; }
-h1 { font-size: 18px; } h2 { font-size: 14px; margin: 24px 0 6px; color: #555; }
+h1 { font-size: 18px; } h1.session { font-size: 16px; margin-top: 32px; }
+h2 { font-size: 14px; margin: 24px 0 6px; color: #555; }
 table { border-collapse: collapse; width: 100%; table-layout: fixed; }
 td { padding: 2px 6px; border-bottom: 1px solid #eee; white-space: nowrap; overflow: hidden; }
 td.name { width: 34%; } td.took { width: 8%; text-align: right; color: #555; }
@@ -31,7 +32,14 @@ tr.error .bar { background: #d93025; } tr.error td.name { color: #d93025; }
 """
 
 _SCRIPT = """
+let session;
 for (const trace of TRACES) {
+  if (trace.session !== undefined && trace.session !== session) {
+    session = trace.session;
+    const header = document.getElementById("traces").appendChild(document.createElement("h1"));
+    header.className = "session";
+    header.textContent = session === null ? "no session" : `session ${session}`;
+  }
   const section = document.createElement("section");
   section.className = "trace";
   const count = trace.spans.length + (trace.spans.length === 1 ? " span" : " spans");
@@ -80,6 +88,17 @@ def _walk(root: SpanNode) -> list[tuple[int, SpanRecord]]:
 
 
 def _trace_data(roots: list[SpanNode]) -> list[dict[str, Any]]:
+    """Each trace's rows, grouped by session (``session`` is None for all when no span names
+    one, which draws no session headers)."""
+    groups = by_session(roots)
+    headed = bool(groups) and groups[0][0] is not None
+    traces = []
+    for session, group in groups:
+        traces.extend(_traces(group, session, headed))
+    return traces
+
+
+def _traces(roots: list[SpanNode], session: str | None, headed: bool) -> list[dict[str, Any]]:
     by_trace: dict[str, list[SpanNode]] = {}
     for root in roots:
         by_trace.setdefault(str(root.span.get("trace_id", "")), []).append(root)
@@ -92,6 +111,7 @@ def _trace_data(roots: list[SpanNode]) -> list[dict[str, Any]]:
         total = max(last - first, 1)
         traces.append(
             {
+                **({"session": session} if headed else {}),
                 "id": trace_id,
                 "took": format_duration((last - first) / 1e6),
                 "spans": [_span_data(depth, span, first, total) for depth, span in rows],

@@ -1,6 +1,7 @@
-"""Trace trees from span records: parents found by id, children in start order, and the
-trees printed as text (``spanhooks view``). Nothing here recurses, so any depth works; an id
-cycle in a damaged file is broken, not followed.
+"""Trace trees from span records: parents found by id, children in start order, traces
+grouped by the session their spans carry, and the trees printed as text (``spanhooks view``).
+Nothing here recurses, so any depth works; an id cycle in a damaged file is broken, not
+followed.
 
 Pure functions: no shared state, safe to call from any thread.
 """
@@ -12,7 +13,18 @@ from dataclasses import dataclass, field
 
 from spanhooks.export.reader import SpanRecord
 
-__all__ = ["SpanNode", "build_trees", "format_duration", "format_trees"]
+__all__ = [
+    "SESSION_ATTRIBUTE",
+    "SpanNode",
+    "build_trees",
+    "by_session",
+    "format_duration",
+    "format_trees",
+    "session_of",
+]
+
+SESSION_ATTRIBUTE = "session.id"
+"""What :func:`spanhooks.session` stamps on every span of a session."""
 
 
 @dataclass
@@ -86,6 +98,37 @@ def _in_trace_order(roots: list[SpanNode]) -> list[SpanNode]:
     )
 
 
+def session_of(root: SpanNode) -> str | None:
+    """The session id of the tree under ``root``: the first its spans carry, in tree order."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        found = (node.span.get("attributes") or {}).get(SESSION_ATTRIBUTE)
+        if isinstance(found, str) and found:
+            return found
+        stack.extend(reversed(node.children))
+    return None
+
+
+def by_session(roots: list[SpanNode]) -> list[tuple[str | None, list[SpanNode]]]:
+    """``roots`` (as :func:`build_trees` orders them) in groups of one session each: sessions
+    in the order their first trace started, a trace in the session any of its trees names,
+    traces of no session last. Within a group traces keep their order."""
+    trace_session: dict[str, str | None] = {}
+    for root in roots:
+        trace_id = root.span["trace_id"]
+        if trace_session.get(trace_id) is None:
+            trace_session[trace_id] = session_of(root)
+    groups: dict[str | None, list[SpanNode]] = {}
+    for root in roots:
+        groups.setdefault(trace_session[root.span["trace_id"]], []).append(root)
+    unsessioned = groups.pop(None, None)
+    ordered: list[tuple[str | None, list[SpanNode]]] = list(groups.items())
+    if unsessioned is not None:
+        ordered.append((None, unsessioned))
+    return ordered
+
+
 def format_duration(milliseconds: float | None) -> str:
     """A duration as a person reads it: ``812µs``, ``12.3ms``, ``1.20s`` (``?`` if unknown)."""
     if milliseconds is None or milliseconds < 0:
@@ -112,18 +155,31 @@ def format_trees(roots: list[SpanNode], *, color: bool = False) -> str:
 
     Each line has the span's name, duration, ``ERROR: <description>`` for a failed span and
     its event count; its events follow as ``· name`` lines. Children are indented two columns
-    per level with ``├─``/``└─`` connectors. ANSI colours only when ``color`` is true.
+    per level with ``├─``/``└─`` connectors. When spans carry session ids
+    (:func:`spanhooks.session`), traces are grouped under a ``session <id>`` header per session
+    (``no session`` for the rest). ANSI colours only when ``color`` is true.
     """
     palette = _Palette(_RED, _DIM, _RESET) if color else _Palette()
     out: list[str] = []
-    trace_id: str | None = None
-    for root in roots:
-        if root.span["trace_id"] != trace_id:
-            trace_id = root.span["trace_id"]
+    groups = by_session(roots)
+    headed = bool(groups) and groups[0][0] is not None  # some trace has a session
+    for session, group in groups:
+        just_headed = False
+        if headed:
             if out:
                 out.append("")
-            out.append(f"{palette.dim}trace {_printable(trace_id[:8])}{palette.reset}")
-        _format_tree(root, palette, out)
+            title = f"session {_printable(session)}" if session is not None else "no session"
+            out.append(f"{palette.dim}{title}{palette.reset}")
+            just_headed = True
+        trace_id: str | None = None
+        for root in group:
+            if root.span["trace_id"] != trace_id:
+                trace_id = root.span["trace_id"]
+                if out and not just_headed:
+                    out.append("")
+                just_headed = False
+                out.append(f"{palette.dim}trace {_printable(trace_id[:8])}{palette.reset}")
+            _format_tree(root, palette, out)
     return "\n".join(out)
 
 
