@@ -1,12 +1,26 @@
-"""Helpers shared by the framework integration tests: span trees as (name, parent) pairs."""
+"""Helpers shared by the framework integration tests: a capture with the test module's
+integration (its ``traced``) instrumented, and span trees as (name, parent) pairs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from spanhooks.testing import Capture
+from spanhooks.testing import Capture, capture
+
+
+@pytest.fixture
+def cap(request: pytest.FixtureRequest) -> Iterator[Capture]:
+    """A :class:`Capture` whose manager the test module's integration emits on while the
+    test runs (``traced.instrument(cap.manager)``, undone afterwards)."""
+    traced = request.module.traced
+    with capture() as cap:
+        traced.instrument(cap.manager)
+        try:
+            yield cap
+        finally:
+            traced.uninstrument()
 
 
 def _edges(cap: Capture) -> list[tuple[str, str | None]]:

@@ -118,16 +118,6 @@ def dspy_settings() -> Iterator[None]:
         dspy.settings.configure(callbacks=before[0], lm=before[1])
 
 
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as cap:
-        traced.instrument(cap.manager)
-        try:
-            yield cap
-        finally:
-            traced.uninstrument()
-
-
 def _attrs(span: Any) -> dict[str, Any]:
     return dict(span.attributes or {})
 

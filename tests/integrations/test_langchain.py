@@ -8,7 +8,6 @@ agent under asyncio and a batch over threads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -107,16 +106,6 @@ AGENT_TREE = [
     ("model", "invoke_agent calc"),
     ("chat fake-chat-1", "model"),
 ]
-
-
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as cap:
-        traced.instrument(cap.manager)
-        try:
-            yield cap
-        finally:
-            traced.uninstrument()
 
 
 def _attrs(span: Any) -> dict[str, Any]:

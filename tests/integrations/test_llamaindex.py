@@ -14,7 +14,7 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -154,16 +154,6 @@ def _agent() -> FunctionAgent:
 
 async def _ask(agent: FunctionAgent, question: str = "2+3?") -> str:
     return str(await agent.run(user_msg=question))
-
-
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as cap:
-        traced.instrument(cap.manager)
-        try:
-            yield cap
-        finally:
-            traced.uninstrument()
 
 
 def _attrs(span: Any) -> dict[str, Any]:

@@ -144,16 +144,6 @@ def _point_clients_at_server(model_server: str, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LLMPROC_RETRY_MAX_ATTEMPTS", "1")
 
 
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as cap:
-        traced.instrument(cap.manager)
-        try:
-            yield cap
-        finally:
-            traced.uninstrument()
-
-
 def _program(
     model: str = MODEL, provider: str = "anthropic", tools: list[str] | None = None
 ) -> LLMProgram:

@@ -11,7 +11,6 @@ import asyncio
 import copy
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,16 +28,6 @@ from spanhooks.testing import Capture, capture
 from spanhooks.vocab.logillm import LogiLLMCallback
 
 DATASET = [{"inputs": {"question": "2+2?"}, "outputs": {"answer": "4"}}]
-
-
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as cap:
-        traced.instrument(cap.manager)
-        try:
-            yield cap
-        finally:
-            traced.uninstrument()
 
 
 def _module(**provider: Any) -> Predict:

@@ -198,16 +198,6 @@ def no_sdk_processors() -> Iterator[None]:
         set_trace_processors(saved)
 
 
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as cap:
-        traced.instrument(cap.manager)
-        try:
-            yield cap
-        finally:
-            traced.uninstrument()
-
-
 def test_handoff_run_is_a_workflow_of_agents_turns_model_and_tool_spans(
     cap: Capture, edges: Any
 ) -> None:

@@ -65,15 +65,21 @@ def _llm_name(bound: Bound) -> str:
     return f"{operation} {model}" if model else str(operation)
 
 
-def _llm_start(bound: Bound) -> dict[str, Any]:
-    attrs = request_attributes(bound.get("inputs"))
-    attrs[gen_ai.GEN_AI_OPERATION_NAME] = str(bound.get("operation") or "chat")
+def _model_call(bound: Bound, operation: str) -> dict[str, Any]:
+    """A model call's operation, request model and provider, as far as ``bound`` names them."""
+    attrs: dict[str, Any] = {gen_ai.GEN_AI_OPERATION_NAME: operation}
     model = bound.get("model")
     if isinstance(model, str):
         attrs[gen_ai.GEN_AI_REQUEST_MODEL] = model
     provider = bound.get("provider")
     if isinstance(provider, str):
         attrs[gen_ai.GEN_AI_PROVIDER_NAME] = provider
+    return attrs
+
+
+def _llm_start(bound: Bound) -> dict[str, Any]:
+    attrs = request_attributes(bound.get("inputs"))
+    attrs.update(_model_call(bound, str(bound.get("operation") or "chat")))
     return attrs
 
 
@@ -88,14 +94,7 @@ def _embedding_name(bound: Bound) -> str:
 
 
 def _embedding_start(bound: Bound) -> dict[str, Any]:
-    attrs: dict[str, Any] = {gen_ai.GEN_AI_OPERATION_NAME: "embeddings"}
-    model = bound.get("model")
-    if isinstance(model, str):
-        attrs[gen_ai.GEN_AI_REQUEST_MODEL] = model
-    provider = bound.get("provider")
-    if isinstance(provider, str):
-        attrs[gen_ai.GEN_AI_PROVIDER_NAME] = provider
-    return attrs
+    return _model_call(bound, "embeddings")
 
 
 def _embedding_end(bound: Bound) -> dict[str, Any]:
