@@ -111,6 +111,11 @@ def test_the_demo_serves_metrics_and_health_while_it_runs(tmp_path: Path) -> Non
             "spanhooks_polling_runs",
             "spanhooks_span_duration_seconds",
             "spanhooks_spans_exported",
+            "spanhooks_sessions_started",
+            "spanhooks_session_spans",
+            "gen_ai_invoke_agent_duration_seconds",
+            "gen_ai_execute_tool_duration_seconds",
+            "gen_ai_client_operation_time_per_output_chunk_seconds",
         }
         names: set[str] = set()
         for _ in range(50):  # the first run finishes within a second or two

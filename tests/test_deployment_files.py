@@ -21,9 +21,16 @@ DEFINED = {
 }
 
 
+# The prefixes of the families' names: spanhooks' own and the GenAI conventions' (whose label
+# names, gen_ai_agent_name and the like, start differently).
+FAMILY = re.compile(
+    r"\b((?:spanhooks|gen_ai_client|gen_ai_invoke_agent|gen_ai_execute_tool)_[a-z_]+)"
+)
+
+
 def families_in(expr: str) -> set[str]:
     names = set()
-    for found in re.findall(r"\b((?:spanhooks|gen_ai_client)_[a-z_]+)", expr):
+    for found in FAMILY.findall(expr):
         family = next(
             (
                 found[: -len(s)]

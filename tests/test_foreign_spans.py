@@ -280,3 +280,134 @@ def test_setup_bridges_foreign_spans_unless_turned_off(
 def test_a_bridge_needs_a_callback_manager() -> None:
     with pytest.raises(TypeError, match="must be a CallbackManager"):
         ForeignSpanBridge(object())  # type: ignore[arg-type]
+
+
+# -- stacked instrumentations: @spanhooks.llm around the openai client under openai-v2 ----------
+
+
+@pytest.fixture
+def stacked(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """setup()'s pipeline on a private provider (stacked mode from the test's param), the
+    GenAI metrics processor in it, openai-v2 on the same tracer and meter providers: the
+    manager, the span exporter, the metric reader and the processor."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from spanhooks.lifecycle.pipeline import Pipeline
+    from spanhooks.metrics.cost import Prices
+    from spanhooks.metrics.genai import GenAIMetricsProcessor
+    from spanhooks.tracing.stacked import StackedSpans
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    manager = spanhooks.CallbackManager(tracer_provider=provider)
+    genai_metrics = GenAIMetricsProcessor(meters)
+    prices = Prices({"gpt-4o-mini-2024": {"input": 1.0, "output": 2.0}}, use_genai_prices=False)
+    pipeline = Pipeline(prices, stacked=StackedSpans(request.param))
+    pipeline.processors = (
+        genai_metrics,
+        ForeignSpanBridge(manager),
+        SimpleSpanProcessor(exporter),
+    )
+    provider.add_span_processor(pipeline)
+    OpenAIInstrumentor().instrument(tracer_provider=provider, meter_provider=meters)
+    try:
+        yield manager, exporter, reader, genai_metrics
+    finally:
+        OpenAIInstrumentor().uninstrument()
+
+
+def _ask(manager: Any, model_server: str) -> None:
+    @spanhooks.llm(manager=manager, model="gpt-4o-mini", provider="openai")
+    def ask(question: str) -> Any:
+        return _client(model_server).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": question}], temperature=0.2
+        )
+
+    ask("hi")
+
+
+def _otel_duration_count(reader: Any) -> int:
+    data = reader.get_metrics_data()
+    return sum(
+        point.count
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "gen_ai.client.operation.duration"
+        for point in metric.data.data_points
+    )
+
+
+def _prometheus_duration_count(genai_metrics: Any) -> float:
+    return sum(
+        sample.value
+        for family in genai_metrics.metric_families()
+        for sample in family.samples
+        if sample.name == "gen_ai_client_operation_duration_seconds_count"
+    )
+
+
+@pytest.mark.parametrize("stacked", ["merge"], indirect=True)
+def test_a_stacked_call_is_one_span_with_both_instrumentations_attributes(
+    stacked: tuple[Any, Any, Any, Any], model_server: str
+) -> None:
+    manager, exporter, _, _ = stacked
+    _ask(manager, model_server)
+    [chat] = exporter.get_finished_spans()  # one span for the one call
+    attributes = chat.attributes or {}
+    assert chat.name == "chat gpt-4o-mini"
+    assert chat.instrumentation_scope.name.startswith("spanhooks")
+    assert attributes["spanhooks.stacked"] == "merged"
+    assert str(attributes["spanhooks.stacked.scope"]).startswith("opentelemetry.")  # openai-v2
+    assert attributes["gen_ai.request.temperature"] == 0.2  # only openai-v2 saw it
+    assert attributes["gen_ai.response.id"] == "chatcmpl-1"
+    assert attributes["gen_ai.usage.input_tokens"] == 9
+    assert attributes["gen_ai.usage.cost"] == pytest.approx((9 * 1.0 + 3 * 2.0) / 1e6)
+
+
+@pytest.mark.parametrize("stacked", ["merge", "keep"], indirect=True)
+def test_a_stacked_call_counts_once_in_every_metric(
+    stacked: tuple[Any, Any, Any, Any], model_server: str
+) -> None:
+    manager, _, reader, genai_metrics = stacked
+    _ask(manager, model_server)
+    assert _otel_duration_count(reader) == 1  # openai-v2's; spanhooks' outer span adds none
+    assert _prometheus_duration_count(genai_metrics) == 1  # /metrics: spanhooks' own, once
+
+
+@pytest.mark.parametrize("stacked", ["keep"], indirect=True)
+def test_keep_mode_exports_both_spans_marked_and_prices_the_inner_one(
+    stacked: tuple[Any, Any, Any, Any], model_server: str
+) -> None:
+    manager, exporter, _, _ = stacked
+    _ask(manager, model_server)
+    inner, outer = exporter.get_finished_spans()
+    assert (inner.attributes or {})["spanhooks.stacked"] == "inner"
+    assert (outer.attributes or {})["spanhooks.stacked"] == "outer"
+    assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+    assert "gen_ai.usage.cost" in (inner.attributes or {})
+    assert "gen_ai.usage.cost" not in (outer.attributes or {})
+
+
+@pytest.mark.parametrize("stacked", ["merge", "keep"], indirect=True)
+def test_callbacks_see_a_stacked_call_once(
+    stacked: tuple[Any, Any, Any, Any], model_server: str
+) -> None:
+    manager = stacked[0]
+    recorder = Recorder()
+    manager.register(recorder)
+    _ask(manager, model_server)
+    assert [seen[0] for seen in recorder.seen] == ["start", "end"]
+
+
+def test_an_unknown_stacked_mode_is_refused() -> None:
+    from spanhooks.tracing.stacked import StackedSpans
+
+    with pytest.raises(ValueError, match="merge, keep"):
+        StackedSpans("dedupe")

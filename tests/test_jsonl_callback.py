@@ -134,7 +134,7 @@ def test_lines_follow_the_installed_policy_and_capture_still_redacts(
     finally:
         set_active_policy(previous)
     assert "question" not in default.read_text()  # content stays out by default
-    assert "logillm.inputs" in opted_in.read_text()  # the opt-in keeps the field...
+    assert "gen_ai.input.messages" in opted_in.read_text()  # the opt-in keeps the field...
     assert "secret" not in opted_in.read_text()  # ...through the installed redaction
 
 

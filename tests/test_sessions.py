@@ -1,6 +1,7 @@
 """Sessions: ``spanhooks.session(...)`` stamps session, user and conversation ids on every span
 started inside it, spanhooks' and other instrumentations' alike, across tasks, threads, child
-processes and outgoing HTTP requests."""
+processes and outgoing HTTP requests; ``/metrics`` counts the session blocks started and open
+and the spans stamped, with no id as a label."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from typing import Any
 
 import pytest
 from opentelemetry import propagate
+from prometheus_client.registry import CollectorRegistry
 
 import spanhooks
 from spanhooks import read_spans
+from spanhooks.metrics.families import install_collector
 from spanhooks.testing import Capture, capture
 
 IDS = {"session.id": "s-1", "user.id": "u-7", "gen_ai.conversation.id": "c-3"}
@@ -223,3 +226,107 @@ def test_the_html_page_heads_each_session(tmp_path: Path) -> None:
         ("s-1", "second turn"),
         (None, "housekeeping"),
     ]
+
+
+# -- the session families on /metrics ------------------------------------------------------------
+
+SESSION_FAMILIES = (
+    "spanhooks_sessions_started_total",
+    "spanhooks_sessions_open",
+    "spanhooks_session_spans_total",
+)
+
+
+def _session_metrics() -> dict[str, float]:
+    """The three session samples as a scrape of a fresh registry reads them."""
+    registry = CollectorRegistry()
+    install_collector(registry)
+    found = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name in SESSION_FAMILIES:
+                assert sample.labels == {}, "a session family has labels"
+                found[sample.name] = sample.value
+    assert found.keys() == set(SESSION_FAMILIES)
+    return found
+
+
+def _delta(before: dict[str, float]) -> dict[str, float]:
+    after = _session_metrics()
+    return {name: after[name] - before[name] for name in SESSION_FAMILIES}
+
+
+def test_a_session_block_is_counted_started_and_open_until_it_is_left(cap: Capture) -> None:
+    before = _session_metrics()
+    with spanhooks.session("s-1"):
+        inside = _delta(before)
+    assert inside["spanhooks_sessions_started_total"] == 1
+    assert inside["spanhooks_sessions_open"] == 1
+    assert _delta(before) == {
+        "spanhooks_sessions_started_total": 1,
+        "spanhooks_sessions_open": 0,
+        "spanhooks_session_spans_total": 0,
+    }
+
+
+def test_decorated_calls_and_nested_blocks_count_each_entry(cap: Capture) -> None:
+    @spanhooks.session(user_id="u-7")
+    def sync_step() -> float:
+        return _delta(before)["spanhooks_sessions_open"]
+
+    @spanhooks.session(conversation_id="c-3")
+    async def async_step() -> None:
+        pass
+
+    before = _session_metrics()
+    with spanhooks.session("s-1"), spanhooks.session(conversation_id="c-9"):
+        assert sync_step() == 3  # the two blocks and the call
+    asyncio.run(async_step())
+    assert _delta(before)["spanhooks_sessions_started_total"] == 4
+    assert _delta(before)["spanhooks_sessions_open"] == 0
+
+
+def test_a_block_left_by_an_exception_is_no_longer_open(cap: Capture) -> None:
+    before = _session_metrics()
+    with pytest.raises(KeyError), spanhooks.session("s-1"):
+        raise KeyError("boom")
+    assert _delta(before)["spanhooks_sessions_open"] == 0
+
+
+def test_only_spans_that_got_session_ids_are_counted_as_stamped(cap: Capture) -> None:
+    before = _session_metrics()
+    with spanhooks.session("s-1", user_id="u-7"):
+        call = cap.manager.emit("tool_call_start", "search", {})
+        with cap.tracer.start_as_current_span("another instrumentation's span"):
+            pass
+        cap.manager.emit("tool_call_end", "search", "ok", None, call_id=call)
+    with cap.tracer.start_as_current_span("after the session"):
+        pass
+    assert _delta(before)["spanhooks_session_spans_total"] == 2  # once each, not once per id
+
+
+def test_the_session_families_have_no_id_labels_on_a_real_scrape(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import urllib.request
+        import spanhooks
+        from opentelemetry import trace
+        telemetry = spanhooks.setup(jsonl=False, metrics_port=0)
+        with spanhooks.session("secret-session-id", user_id="u-1"):
+            with trace.get_tracer("app").start_as_current_span("turn"):
+                pass
+        with urllib.request.urlopen(telemetry.metrics_server.url + "/metrics", timeout=10) as r:
+            print(r.read().decode())
+        spanhooks.shutdown()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANHOOKS_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line.split(" ")[0]: line.split(" ")[1] for line in done.stdout.splitlines() if line}
+    assert lines["spanhooks_sessions_started_total"] == "1.0"
+    assert lines["spanhooks_sessions_open"] == "0.0"
+    assert lines["spanhooks_session_spans_total"] == "1.0"
+    assert "secret-session-id" not in done.stdout

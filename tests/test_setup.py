@@ -6,14 +6,12 @@ once per process, as in a real application.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -25,9 +23,9 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from prometheus_client.parser import text_string_to_metric_families
 
+from otlp_http import OtlpRequests, log_records, posted_logs, posted_spans
 from spanhooks import CallbackEvent
 from spanhooks.lifecycle import otlp
 from spanhooks.testing import Capture
@@ -302,33 +300,8 @@ def test_otel_metrics_exporter_console_prints_the_genai_metrics(tmp_path: Path) 
 
 
 # OTEL_LOGS_EXPORTER: spanhooks' own warnings and errors as OpenTelemetry log records. The
-# conftest receivers decode every request as spans, so these tests bring their own, which keep
-# each request's path and body and decode /v1/logs as logs.
-
-OtlpRequests = list[tuple[str, bytes]]
-
-
-@pytest.fixture
-def otlp_http() -> Iterator[tuple[str, OtlpRequests]]:
-    """A real OTLP/HTTP receiver for every signal: its base URL and (path, body) per request."""
-    received: OtlpRequests = []
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+# conftest receivers decode every request as spans, so these tests use otlp_http's, which keeps
+# each request's path and body and decodes /v1/logs as logs.
 
 
 class _GrpcLogsSink(logs_service_pb2_grpc.LogsServiceServicer):
@@ -361,37 +334,6 @@ def hanging_collector() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-def _log_records(requests: list[ExportLogsServiceRequest]) -> list[tuple[str, LogRecord]]:
-    """(instrumentation scope name, record) for every log record in ``requests``."""
-    return [
-        (scope_logs.scope.name, record)
-        for request in requests
-        for resource_logs in request.resource_logs
-        for scope_logs in resource_logs.scope_logs
-        for record in scope_logs.log_records
-    ]
-
-
-def _posted_logs(received: OtlpRequests) -> list[ExportLogsServiceRequest]:
-    requests = []
-    for path, body in received:
-        if path == "/v1/logs":
-            request = ExportLogsServiceRequest()
-            request.ParseFromString(body)
-            requests.append(request)
-    return requests
-
-
-def _posted_spans(received: OtlpRequests) -> list[ExportTraceServiceRequest]:
-    requests = []
-    for path, body in received:
-        if path == "/v1/traces":
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            requests.append(request)
-    return requests
-
-
 # A callback that raises: spanhooks logs it (ERROR, with its traceback) while the span is open.
 RAISING_CALLBACK = """
 def broken(*args, **kwargs):
@@ -416,18 +358,18 @@ def test_otel_logs_exporter_otlp_sends_spanhooks_errors_to_v1_logs_tied_to_their
         OTEL_LOGS_EXPORTER="otlp",
         OTEL_SERVICE_NAME="logs-check",
     )
-    [(scope, record)] = _log_records(_posted_logs(received))
+    [(scope, record)] = log_records(posted_logs(received))
     assert scope == "spanhooks"
     assert record.body.string_value == f"spanhooks: {RAISED}"
     assert (record.severity_text, record.severity_number) == ("ERROR", 17)
     attributes = {a.key: a.value.string_value for a in record.attributes}
     assert "boom in a callback" in attributes["exception.stacktrace"]
-    [logged] = _posted_logs(received)
+    [logged] = posted_logs(received)
     resource = {a.key: a.value.string_value for a in logged.resource_logs[0].resource.attributes}
     assert resource["service.name"] == "logs-check"
     [span] = [
         span
-        for request in _posted_spans(received)
+        for request in posted_spans(received)
         for resource_spans in request.resource_spans
         for scope_spans in resource_spans.scope_spans
         for span in scope_spans.spans
@@ -502,7 +444,7 @@ def test_otel_logs_exporter_otlp_over_grpc_honours_the_logs_variables(
         OTEL_EXPORTER_OTLP_LOGS_PROTOCOL="grpc",
         OTEL_LOGS_EXPORTER="otlp",
     )
-    [(scope, record)] = _log_records(grpc_received)
+    [(scope, record)] = log_records(grpc_received)
     assert scope == "spanhooks" and record.body.string_value == f"spanhooks: {RAISED}"
     assert "/v1/logs" not in {path for path, _ in otlp_http[1]}
 

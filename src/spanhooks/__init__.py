@@ -33,7 +33,7 @@ from spanhooks.lifecycle.setup import (
     shutdown,
 )
 from spanhooks.metrics.multiprocess import mark_process_dead
-from spanhooks.tracing.attributes import AttributePolicy
+from spanhooks.tracing.attributes import AttributePolicy, ContentCapture
 from spanhooks.tracing.context import (
     CallContext,
     ContextThreadPoolExecutor,
@@ -85,6 +85,7 @@ __all__ = [
     "CallbackManager",
     "CallbackSpanProcessor",
     "CallbackType",
+    "ContentCapture",
     "ContextThreadPoolExecutor",
     "DispatchMode",
     "DispatchObserver",

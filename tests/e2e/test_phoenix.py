@@ -137,3 +137,34 @@ def test_a_replayed_file_reads_back_intact(
     records = run_demo(tmp_path)  # recorded offline: no endpoint configured
     assert replay(tmp_path / "run.jsonl", url) == (len(records), 0)
     assert_round_trip(records, stored(url, {r["span_id"] for r in records}))
+
+
+def test_model_messages_and_every_session_id_read_back(
+    run_demo: RunDemo, phoenix: tuple[str, int], tmp_path: Path
+) -> None:
+    url, _ = phoenix
+    records = run_demo(
+        tmp_path,
+        OTEL_EXPORTER_OTLP_ENDPOINT=url,
+        OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_ONLY",
+    )
+    spans = stored(url, {r["span_id"] for r in records})
+    assert_round_trip(records, spans)
+    model_calls = [r for r in records if r["attributes"].get("gen_ai.operation.name") == "chat"]
+    assert model_calls
+    for record in model_calls:
+        attributes = spans[record["span_id"]]["attributes"]
+        keys = ["gen_ai.input.messages"]
+        if record["status"]["code"] != "ERROR":  # a failed call has no output
+            keys.append("gen_ai.output.messages")
+        for key in keys:
+            sent = json.loads(record["attributes"][key])
+            assert sent and all("role" in message and "parts" in message for message in sent)
+            assert json.loads(attributes[key]) == sent
+    # every span but the background monitors' own (health checks, polls: no user's session)
+    background = [r for r in records if r["name"].startswith(("health_check ", "poll "))]
+    in_sessions = [r for r in records if "session.id" in r["attributes"]]
+    assert len(in_sessions) == len(records) - len(background) > 10
+    for record in in_sessions:
+        attributes = spans[record["span_id"]]["attributes"]
+        assert attributes["session.id"] == record["attributes"]["session.id"]

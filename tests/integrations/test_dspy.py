@@ -11,6 +11,7 @@ failing tools and models, an ``Evaluate`` run over threads, a ``Retrieve``, an o
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import subprocess
 import sys
@@ -251,7 +252,7 @@ def test_chat_span_carries_the_conventions_model_call_attributes(cap: Capture) -
         "gen_ai.usage.input_tokens": 12,
         "gen_ai.usage.output_tokens": 3,
     }
-    assert "spanhooks.input" not in attributes  # content: off by default
+    assert "gen_ai.input.messages" not in attributes  # content: off by default
 
 
 def test_dummy_lm_has_a_model_but_no_provider(cap: Capture) -> None:
@@ -442,9 +443,11 @@ def test_content_is_recorded_only_when_capture_is_on() -> None:
         assert tool["gen_ai.tool.call.arguments"] == '{"a":2,"b":3}'
         assert tool["gen_ai.tool.call.result"] == 5
         chat = _attrs(cap.spans("chat dummy")[0])
-        assert "2+3?" in chat["spanhooks.input"]
-        assert "add them" in chat["spanhooks.output"]
-        assert '"answer":"5"' in _attrs(cap.span("invoke_agent ReAct"))["spanhooks.output"]
+        assert "2+3?" in chat["gen_ai.input.messages"]
+        assert "add them" in chat["gen_ai.output.messages"]
+        [answer] = json.loads(_attrs(cap.span("invoke_agent ReAct"))["gen_ai.output.messages"])
+        assert answer["role"] == "assistant"
+        assert json.loads(answer["parts"][0]["content"])["answer"] == "5"
 
 
 # -- evaluation, retrieval, optimization, async -----------------------------------------------

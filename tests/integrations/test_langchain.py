@@ -176,7 +176,7 @@ def test_chat_span_carries_the_conventions_model_call_attributes(cap: Capture) -
         "gen_ai.usage.output_tokens": 7,
     }
     assert _attrs(second)["gen_ai.response.finish_reasons"] == ("stop",)
-    assert "spanhooks.input" not in attributes  # content: off by default
+    assert "gen_ai.input.messages" not in attributes  # content: off by default
 
 
 def test_tool_span_carries_the_models_tool_call_id(cap: Capture) -> None:
@@ -318,7 +318,7 @@ def test_content_is_recorded_only_when_capture_is_on() -> None:
         tool_span = _attrs(cap.span("execute_tool add"))
         assert tool_span["gen_ai.tool.call.arguments"] == '{"a":2,"b":3}'
         assert tool_span["gen_ai.tool.call.result"] == "5"
-        assert "2+3?" in _attrs(cap.spans("chat fake-chat-1")[0])["spanhooks.input"]
+        assert "2+3?" in _attrs(cap.spans("chat fake-chat-1")[0])["gen_ai.input.messages"]
 
 
 def test_uninstrument_stops_tracing_and_instrument_is_idempotent() -> None:

@@ -364,8 +364,8 @@ def test_model_call_carries_the_conventions_attributes(
         "gen_ai.usage.input_tokens": 42,
         "gen_ai.usage.output_tokens": 4,
     }
-    assert "spanhooks.input" not in attributes  # content: off by default
-    assert "spanhooks.output" not in attributes
+    assert "gen_ai.input.messages" not in attributes  # content: off by default
+    assert "gen_ai.output.messages" not in attributes
 
 
 def test_retrieval_and_embeddings_spans_carry_their_attributes(
@@ -548,12 +548,12 @@ def test_content_is_recorded_only_when_capture_is_on(index: VectorStoreIndex) ->
         assert text in retrieval["gen_ai.retrieval.documents"]
         assert found.node.node_id in retrieval["gen_ai.retrieval.documents"]
         chat = _attrs(cap.span("text_completion hosted-1"))
-        assert text in chat["spanhooks.input"]
-        assert "OpenTelemetry does." in chat["spanhooks.output"]
+        assert text in chat["gen_ai.input.messages"]
+        assert "OpenTelemetry does." in chat["gen_ai.output.messages"]
         tool = _attrs(cap.span("execute_tool add"))
         assert tool["gen_ai.tool.call.arguments"] == '{"a":2,"b":3}'
         assert tool["gen_ai.tool.call.result"] == "5"
-        assert "2+3?" in _attrs(cap.span("invoke_agent calc"))["spanhooks.input"]
+        assert "2+3?" in _attrs(cap.span("invoke_agent calc"))["gen_ai.input.messages"]
 
 
 # -- streaming -----------------------------------------------------------------------------------

@@ -269,8 +269,8 @@ def test_model_call_spans_carry_genai_request_and_usage_attributes(cap: Capture)
         20,
         8,
     )
-    assert "spanhooks.input" not in attributes  # content: off by default
-    assert "spanhooks.output" not in attributes
+    assert "gen_ai.input.messages" not in attributes  # content: off by default
+    assert "gen_ai.output.messages" not in attributes
 
 
 def test_responses_model_call_has_response_id_model_and_finish_reason(cap: Capture) -> None:
@@ -481,10 +481,16 @@ def test_content_is_recorded_only_when_capture_is_on() -> None:
         assert json.loads(tool["gen_ai.tool.call.arguments"]) == {"city": "Paris"}
         assert tool["gen_ai.tool.call.result"] == "Sunny in Paris"
         answer = _attrs(cap.spans(f"chat {MODEL}")[-1])
-        assert "It is sunny in Paris." in answer["spanhooks.output"]
-        assert _attrs(cap.span("invoke_agent Weather agent"))["spanhooks.output"] == (
-            "It is sunny in Paris."
-        )
+        assert "It is sunny in Paris." in answer["gen_ai.output.messages"]
+        assert json.loads(
+            _attrs(cap.span("invoke_agent Weather agent"))["gen_ai.output.messages"]
+        ) == [
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": "It is sunny in Paris."}],
+                "finish_reason": "stop",
+            }
+        ]
 
 
 def test_streamed_run_keeps_the_same_tree(cap: Capture, edges: Any) -> None:
@@ -580,8 +586,10 @@ def test_custom_span_data_is_content() -> None:
         finally:
             traced.uninstrument()
         lookup = _attrs(cap.span("lookup"))
-        assert json.loads(lookup["spanhooks.input"]) == {"table": "cities"}
-        assert json.loads(lookup["spanhooks.output"]) == {"table": "cities", "rows": 3}
+        [given] = json.loads(lookup["gen_ai.input.messages"])  # one value: its text
+        assert given == {"role": "user", "parts": [{"type": "text", "content": "cities"}]}
+        [kept] = json.loads(lookup["gen_ai.output.messages"])
+        assert json.loads(kept["parts"][0]["content"]) == {"table": "cities", "rows": 3}
 
 
 def test_instrument_replaces_the_sdk_processors_and_uninstrument_puts_them_back() -> None:

@@ -329,7 +329,7 @@ def test_line21_quick_start_logger_prints_the_measured_duration(seed: Capture) -
     assert chat.attributes["gen_ai.operation.name"] == "chat"
     assert chat.attributes["gen_ai.usage.output_tokens"] == 5  # MockProvider's own count
     assert chat.attributes["logillm.parent_call_id"] == module.attributes["logillm.call_id"]
-    assert "logillm.inputs" not in module.attributes  # the question is content: opt-in only
+    assert "gen_ai.input.messages" not in module.attributes  # the question is content: opt-in
     assert "gen_ai.input.messages" not in chat.attributes
 
 
@@ -734,7 +734,7 @@ def test_content_follows_the_installed_policy_in_spans_and_lines(seed: Capture) 
         manager.set_attribute_policy(policy)
     module, chat = seed.span("module Predict"), seed.span("chat mock-model")
     assert module.attributes is not None and chat.attributes is not None
-    assert "What is a secret?" in str(module.attributes["logillm.inputs"])
+    assert "What is a secret?" in str(module.attributes["gen_ai.input.messages"])
     assert "What is a secret?" in str(chat.attributes["gen_ai.input.messages"])
     assert "What is a secret?" in Path("content.jsonl").read_text()
 

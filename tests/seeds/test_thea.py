@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import json
 import logging
 import re
 import sys
@@ -411,7 +412,9 @@ def test_line47_the_message_text_is_recorded_on_opt_in_and_redacted(
     ) as cap:
         run(code)
         attributes = event(cap.span("on_message"), "on_message")
-    assert attributes["thea.message"] == "Agendar con card [REDACTED]"
+    assert json.loads(attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Agendar con card [REDACTED]"}]}
+    ]
 
 
 def test_line56_on_state_change_records_both_states(shared_callbacks: CallbackManager) -> None:

@@ -3,10 +3,11 @@
 No network and no API key: the "model" and the tools are local functions. One run makes an
 agent turn (Thea-style messages and delegation, LLMProc-style API and tool calls, one failing
 tool, LogiLLM-style module and provider events, two tools run as concurrent asyncio tasks, a
-model call that times out and a streamed reply made with the ``@llm`` decorator), a
-meeting with turns, joins, a timeout and leaves, and the operations subsystems: the failing
-tool goes through the error handler, the conversation is a SessionState, its creation is
-routed, two health checks and a polling task run, and a cleanup is registered.
+model call that times out and a streamed reply made with the ``@llm`` decorator from a named,
+versioned prompt), all inside a ``spanhooks.session(...)``, a meeting with turns, joins, a
+timeout and leaves, and the operations subsystems: the failing tool goes through the error
+handler, the conversation is a SessionState, its creation is routed, two health checks and a
+polling task run, and a cleanup is registered.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from spanhooks.ops import (
     register_polling_task,
 )
 from spanhooks.tracing.evaluations import evaluate
+from spanhooks.tracing.sessions import session
 from spanhooks.vocab.llmproc import CallbackEvent
 from spanhooks.vocab.logillm import (
     ModuleEndEvent,
@@ -151,9 +153,15 @@ async def _run_tool(manager: CallbackManager, name: str, args: dict[str, Any], d
 def _model_calls(manager: CallbackManager) -> tuple[Any, Any]:
     """Two decorated model calls: a streamed reply, and an attempt that times out."""
 
-    @llm(model="claude-demo", provider="anthropic", manager=manager)
+    @llm(
+        model="claude-demo",
+        provider="anthropic",
+        manager=manager,
+        prompt_name="trip-reply",
+        prompt_version=3,
+    )
     async def stream_reply(prompt: str) -> AsyncIterator[dict[str, Any]]:
-        for word in ("Your", "trip", "is", "planned."):
+        for word in ("Your ", "trip ", "is ", "planned."):
             await asyncio.sleep(0.002)
             yield {"delta": word}
         yield {"model": "claude-demo", "usage": {"input_tokens": 64, "output_tokens": 4}}
@@ -166,6 +174,12 @@ def _model_calls(manager: CallbackManager) -> tuple[Any, Any]:
 
 
 async def _agent_turn(manager: CallbackManager, user_id: str, router: EventRouter) -> None:
+    """One turn of the agent, inside the user's session (its ids on every span of the turn)."""
+    with session(f"demo-{user_id}", user_id=user_id, conversation_id=f"conv-{user_id}"):
+        await _turn(manager, user_id, router)
+
+
+async def _turn(manager: CallbackManager, user_id: str, router: EventRouter) -> None:
     process = SimpleNamespace(
         display_name="travel-agent", model_name="claude-demo", provider="anthropic"
     )
@@ -285,7 +299,8 @@ def run_demo(manager: CallbackManager, duration: float = 0.0) -> DemoStats:
     meeting_id = 1
     while True:
         asyncio.run(_agent_turn(manager, user_id="user-42", router=router))
-        _meeting(manager, meeting_id)
+        with session(f"meeting-{meeting_id}"):  # every span of the app's own work is in one
+            _meeting(manager, meeting_id)
         stats.runs += 1
         meeting_id += 1
         if time.monotonic() >= deadline:

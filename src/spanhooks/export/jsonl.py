@@ -154,6 +154,25 @@ class JsonlSpanExporter(SpanExporter):
                 return skipped + (complete if self.format == "spanhooks" else 0)
         return len(spans)
 
+    def append_lines(self, lines: Sequence[str]) -> bool:
+        """Append other records' JSON lines (log records, say) to the file, in one write
+        under the same lock as spans; whether all of them reached it. Never raises."""
+        if not lines:
+            return True
+        payload = "".join(line + "\n" for line in lines).encode("utf-8", errors="replace")
+        with self._lock:
+            if self._shutdown:
+                return False
+            try:
+                self._append(payload)
+            except _PartialWrite as partial:
+                self._close()
+                self._log_failure("writing", len(lines), partial.error)
+                if partial.written:
+                    _repair_torn_tail(self.path)
+                return False
+        return True
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Always True: nothing is buffered, every export is written before it returns."""
         return True

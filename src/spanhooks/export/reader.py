@@ -19,7 +19,7 @@ import datetime
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict, cast
 
 __all__ = [
@@ -108,11 +108,13 @@ class SpanRecord(_SpanIdentity, total=False):
 
 @dataclass(frozen=True)
 class ReadResult:
-    """What :func:`read_spans` found: the spans, how many lines were unreadable, a torn tail."""
+    """What :func:`read_spans` found: the spans, how many lines were unreadable, a torn tail,
+    and the log records (GenAI content events) written beside the spans, as plain objects."""
 
     spans: list[SpanRecord]
     skipped: int = 0
     torn_tail: bool = False
+    logs: list[dict[str, Any]] = field(default_factory=list)
 
 
 _EPOCH = datetime.datetime(1970, 1, 1)  # naive, in UTC: isoformat() then adds no offset
@@ -143,6 +145,7 @@ def read_spans(path: str | os.PathLike[str]) -> ReadResult:
     """
     name = os.fspath(path)
     spans: list[SpanRecord] = []
+    logs: list[dict[str, Any]] = []
     bad_lines: list[int] = []
     first_error = ""
     readable = torn = not_text = False
@@ -152,7 +155,11 @@ def read_spans(path: str | os.PathLike[str]) -> ReadResult:
                 continue
             complete = line.endswith(b"\n")
             try:
-                spans.extend(_parse_line(_decode(line, complete)))
+                data = _load(_decode(line, complete))
+                if _is_log_record(data):
+                    logs.append(data)
+                else:
+                    spans.extend(_records(data))
             except UnicodeDecodeError as exc:
                 not_text = True
                 error: Exception = exc
@@ -172,7 +179,7 @@ def read_spans(path: str | os.PathLike[str]) -> ReadResult:
         raise ValueError(f"{name} {what} ({len(bad_lines) + torn} unreadable line(s))")
     if bad_lines:
         _report(name, bad_lines, first_error)
-    return ReadResult(spans, len(bad_lines), torn)
+    return ReadResult(spans, len(bad_lines), torn, logs)
 
 
 def _decode(line: bytes, complete: bool) -> str:
@@ -195,10 +202,19 @@ def _report(name: str, bad_lines: list[int], first_error: str) -> None:
     )
 
 
-def _parse_line(text: str) -> list[SpanRecord]:
+def _load(text: str) -> dict[str, Any]:
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("a line must hold a JSON object")
+    return data
+
+
+def _is_log_record(data: dict[str, Any]) -> bool:
+    """A log record's line (:mod:`spanhooks.export.jsonl_logs`): it has no span name."""
+    return "event_name" in data and "observed_time_unix_nano" in data and "name" not in data
+
+
+def _records(data: dict[str, Any]) -> list[SpanRecord]:
     if "resourceSpans" in data:
         return _from_otlp(data)
     return [_from_spanhooks(data)]

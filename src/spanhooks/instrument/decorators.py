@@ -17,10 +17,19 @@ own ``use_span``; a cancellation that reaches the stream between chunks or while
 closed (``break``, then the task or the loop's finaliser cancelled during ``aclose()``) comes
 after the consumer stopped reading, so the stream counts as closed early, and the cancellation
 still propagates. The first item yielded records ``gen_ai.response.time_to_first_chunk`` and
-fires ``first_chunk``. The span is current only while the generator's own code runs,
+fires ``first_chunk``; at the end the span gets the number of items yielded
+(``spanhooks.stream.chunks``) and, after two or more, the mean time per item after the first
+(``spanhooks.stream.time_per_output_chunk``: the time from the first item to the end of the
+stream over the items after the first), which ``gen_ai.client.operation.time_per_output_chunk``
+is recorded from. Per item a stream does no more than count it: the clock is read at the first
+item and at the end only. The span is current only while the generator's own code runs,
 attached and detached around each step in the same thread or task, never across a ``yield``:
 that is what lets a stream be abandoned, finalised in another task or collected by the GC
 without OpenTelemetry's "Failed to detach context" error.
+
+``@llm(prompt_name=..., prompt_version=...)`` records the prompt a model call was made from:
+``gen_ai.prompt.name`` (GenAI conventions) and ``spanhooks.prompt.version`` (the conventions
+name no version attribute), set on the span as it starts.
 
 Threading contract: a decorated function may be called from any thread or task at once; each
 call keeps its own span and context.
@@ -40,7 +49,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
-from spanhooks.vocab.genai import TIME_TO_FIRST_CHUNK, GenAIEvent
+from spanhooks.vocab._messages import chunk_text, streamed_text
+from spanhooks.vocab.genai import TIME_PER_OUTPUT_CHUNK, TIME_TO_FIRST_CHUNK, GenAIEvent
 
 __all__ = ["NamedDecorator", "agent", "instrument", "llm", "tool", "workflow"]
 
@@ -48,6 +58,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CLOSED_EARLY = "spanhooks.stream.closed_early"
 CHUNKS = "spanhooks.stream.chunks"
+PROMPT_NAME = "gen_ai.prompt.name"
+PROMPT_VERSION = "spanhooks.prompt.version"
 
 _LEAVING = (asyncio.CancelledError, GeneratorExit)
 """What an async stream ends with when it is left: cancelled, or closed while it handled the
@@ -66,6 +78,7 @@ class _Plan:
         "model_param",
         "params",
         "skip",
+        "stamp",
         "start",
         "varargs",
     )
@@ -79,12 +92,15 @@ class _Plan:
         manager: CallbackManager | None,
         extra: tuple[Any, ...] = (),
         model_param: bool = False,
+        stamp: dict[str, str] | None = None,
     ) -> None:
         self.start = start
         self.end = end
         self.label = label
         self.extra = extra
         self.model_param = model_param
+        self.stamp = stamp or None
+        """Attributes every call's span gets as it starts (a prompt's name and version)."""
         if manager is None:
             manager = get_callback_manager()
         self.manager = manager
@@ -120,7 +136,17 @@ class _Plan:
 class _Call:
     """One running call of a decorated function: its call id, span context and stream state."""
 
-    __slots__ = ("call_id", "chunks", "ctx", "first_chunk", "label", "last", "plan", "started")
+    __slots__ = (
+        "call_id",
+        "chunks",
+        "ctx",
+        "first_chunk",
+        "label",
+        "last",
+        "plan",
+        "started",
+        "texts",
+    )
 
     def __init__(self, plan: _Plan, label: Any, call_id: str | None, ctx: Context | None) -> None:
         self.plan = plan
@@ -131,6 +157,11 @@ class _Call:
         self.chunks = 0
         self.first_chunk = 0.0
         self.last: Any = None
+        # a model stream's text, joined at its end for the output message: only when content
+        # is captured (otherwise no work per chunk)
+        self.texts: list[str] | None = (
+            [] if plan.end is GenAIEvent.LLM_END and plan.manager.capture_content else None
+        )
 
     def span(self) -> trace.Span:
         return trace.get_current_span(self.ctx) if self.ctx is not None else trace.INVALID_SPAN
@@ -139,6 +170,10 @@ class _Call:
         """Note one yielded item; on the first, set time to first chunk and return it."""
         self.chunks += 1
         self.last = item
+        if self.texts is not None:
+            text = chunk_text(item)
+            if text:
+                self.texts.append(text)
         if self.chunks != 1:
             return None
         self.first_chunk = time.monotonic() - self.started
@@ -147,7 +182,11 @@ class _Call:
 
     def stream_end(self, closed_early: bool) -> None:
         span = self.span()
-        span.set_attribute(CHUNKS, self.chunks)
+        chunks = self.chunks
+        span.set_attribute(CHUNKS, chunks)
+        if chunks > 1:  # from the first chunk to the end, over the chunks after the first
+            after_first = time.monotonic() - self.started - self.first_chunk
+            span.set_attribute(TIME_PER_OUTPUT_CHUNK, max(after_first, 0.0) / (chunks - 1))
         if closed_early:
             span.set_attribute(CLOSED_EARLY, True)
 
@@ -159,8 +198,15 @@ def _open(plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[A
 
 def _begin(plan: _Plan, start_args: tuple[Any, ...], call_id: str | None) -> _Call:
     """The call after its start was emitted: the start left the new span's context current."""
+    _stamp(plan, call_id)
     ctx = otel_context.get_current() if call_id is not None else None
     return _Call(plan, start_args[0], call_id, ctx)
+
+
+def _stamp(plan: _Plan, call_id: str | None) -> None:
+    """Set the plan's fixed attributes on the call's span, current right after its start."""
+    if plan.stamp is not None and call_id is not None:
+        trace.get_current_span().set_attributes(plan.stamp)
 
 
 def _restore(caller: Context) -> None:
@@ -194,6 +240,7 @@ def _wrap(fn: F, plan: _Plan) -> F:
             caller = otel_context.get_current()
             start_args = _open(plan, args, kwargs)
             call_id = await manager.emit_async(start, *start_args)
+            _stamp(plan, call_id)
             label = start_args[0]
             try:
                 result = await fn(*args, **kwargs)
@@ -214,6 +261,7 @@ def _wrap(fn: F, plan: _Plan) -> F:
         caller = otel_context.get_current()
         start_args = _open(plan, args, kwargs)
         call_id = manager.emit(start, *start_args)
+        _stamp(plan, call_id)
         label = start_args[0]
         try:
             result = fn(*args, **kwargs)
@@ -350,18 +398,36 @@ def _end_args(call: _Call, value: Any, error: BaseException | None, closed_early
     return call.label, value, error
 
 
+def _joined(call: _Call) -> str:
+    """A stream's text: each chunk scrubbed by the redaction patterns before they are joined
+    (adjacent secrets would otherwise run together past a pattern), and the whole scrubbed
+    again as it is recorded (a secret split across chunks)."""
+    scrub = call.plan.manager.attribute_policy.scrub
+    return "".join(scrub(text) for text in call.texts or ())
+
+
 def _finish(
     call: _Call, value: Any, error: BaseException | None, closed_early: bool = False
 ) -> None:
     args = _end_args(call, value, error, closed_early)
-    call.plan.manager.emit(call.plan.end, *args, call_id=call.call_id)
+    token = streamed_text.set(_joined(call)) if call.texts else None
+    try:
+        call.plan.manager.emit(call.plan.end, *args, call_id=call.call_id)
+    finally:
+        if token is not None:
+            streamed_text.reset(token)
 
 
 async def _finish_async(
     call: _Call, value: Any, error: BaseException | None, closed_early: bool = False
 ) -> None:
     args = _end_args(call, value, error, closed_early)
-    await call.plan.manager.emit_async(call.plan.end, *args, call_id=call.call_id)
+    token = streamed_text.set(_joined(call)) if call.texts else None
+    try:
+        await call.plan.manager.emit_async(call.plan.end, *args, call_id=call.call_id)
+    finally:
+        if token is not None:
+            streamed_text.reset(token)
 
 
 async def _fail_async(call: _Call, error: BaseException, left: bool) -> None:
@@ -461,6 +527,8 @@ def llm(
     provider: str | None = None,
     operation: str = "chat",
     manager: CallbackManager | None = None,
+    prompt_name: str | None = None,
+    prompt_version: str | int | None = None,
 ) -> Callable[[F], F]: ...
 def llm(
     fn: Callable[..., Any] | None = None,
@@ -470,18 +538,28 @@ def llm(
     provider: str | None = None,
     operation: str = "chat",
     manager: CallbackManager | None = None,
+    prompt_name: str | None = None,
+    prompt_version: str | int | None = None,
 ) -> Any:
     """Trace each call as a model call: a CLIENT span ``{operation} {model}``.
 
     Without ``model`` the call's own ``model`` argument names it. Response model, finish
     reasons and token usage are read from the return value (an OpenAI- or Anthropic-shaped
     response or dict), or from the last chunk a streaming call yields.
+
+    ``prompt_name`` (and ``prompt_version``, which needs it) name the prompt or template the
+    call is made from; every call's span records them as ``gen_ai.prompt.name`` and
+    ``spanhooks.prompt.version``. They are fixed per function; a name that varies per call
+    can be set from inside the function, where the call's span is current:
+    ``opentelemetry.trace.get_current_span().set_attribute("gen_ai.prompt.name", name)``.
+    They are span attributes only: the conventions list neither for any metric.
     """
     if not isinstance(operation, str) or not operation:
         raise ValueError(f"operation must be a non-empty str, got {operation!r}")
-    for label, value in (("model", model), ("provider", provider)):
+    for label, value in (("model", model), ("provider", provider), ("prompt_name", prompt_name)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ValueError(f"{label} must be a non-empty str or None, got {value!r}")
+    stamp = _prompt_attributes(prompt_name, prompt_version)
     return _decorator(
         fn,
         lambda f: _Plan(
@@ -492,5 +570,17 @@ def llm(
             manager,
             extra=(provider, operation),
             model_param=model is None,
+            stamp=stamp,
         ),
     )
+
+
+def _prompt_attributes(name: str | None, version: str | int | None) -> dict[str, str]:
+    """The span attributes naming a model call's prompt; raises for a version without a name."""
+    if version is None:
+        return {PROMPT_NAME: name} if name is not None else {}
+    if isinstance(version, bool) or not isinstance(version, str | int) or version == "":
+        raise ValueError(f"prompt_version must be a non-empty str, an int or None, got {version!r}")
+    if name is None:
+        raise ValueError("prompt_version needs prompt_name")
+    return {PROMPT_NAME: name, PROMPT_VERSION: str(version)}

@@ -9,8 +9,10 @@ Callbacks of every style receive them as they receive spanhooks' own events; the
 is already OpenTelemetry data, so nothing new is recorded (:meth:`CallbackManager.notify`).
 spanhooks' own spans are skipped: their events were dispatched when they were emitted.
 
-Content (tool arguments and results, message attributes) is passed to callbacks only when the
-manager captures content; the metadata (model, usage, finish reasons, ids) always is.
+Content (tool arguments and results; the conventions' ``gen_ai.input.messages`` and
+``gen_ai.output.messages`` as ``messages`` of the request and response, parsed from their JSON)
+is passed to callbacks only when the manager captures content; the metadata (model, usage,
+finish reasons, ids) always is.
 
 Threading contract: ``on_start`` runs in the thread that started the span, ``on_end`` in the one
 that ended it; callbacks run there, isolated by the dispatch core.
@@ -18,6 +20,7 @@ that ended it; callbacks run there, isolated by the dispatch core.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +30,7 @@ from opentelemetry.trace import StatusCode
 
 from spanhooks.callbacks.manager import CallbackManager
 from spanhooks.events.scope import event_set_of
+from spanhooks.tracing.stacked import STACKED_ATTRIBUTE
 from spanhooks.vocab.genai import GenAIEvent
 
 __all__ = ["ForeignSpanBridge"]
@@ -70,10 +74,14 @@ class ForeignSpanBridge(SpanProcessor):
         manager = self.manager
         if operation in _MODEL_CALLS:
             if manager.has_callbacks(GenAIEvent.LLM_START):
+                request = _request(attributes)
+                messages = self._content(attributes, "gen_ai.input.messages")
+                if messages is not None:
+                    request["messages"] = _parsed(messages)
                 manager.notify(
                     GenAIEvent.LLM_START,
                     _model(attributes, "gen_ai.request.model"),
-                    _request(attributes),
+                    request,
                     _provider(attributes),
                     operation,
                     span=span,
@@ -95,7 +103,11 @@ class ForeignSpanBridge(SpanProcessor):
         if operation in _MODEL_CALLS:
             if manager.has_callbacks(GenAIEvent.LLM_END):
                 model = _model(attributes, "gen_ai.response.model", "gen_ai.request.model")
-                manager.notify(GenAIEvent.LLM_END, model, _response(attributes), error)
+                response = _response(attributes)
+                messages = self._content(attributes, "gen_ai.output.messages")
+                if messages is not None:
+                    response["messages"] = _parsed(messages)
+                manager.notify(GenAIEvent.LLM_END, model, response, error)
         elif operation == "execute_tool":
             if manager.has_callbacks(GenAIEvent.TOOL_CALL_END):
                 result = self._content(attributes, "gen_ai.tool.call.result")
@@ -120,6 +132,8 @@ def _operation(span: ReadableSpan) -> str | None:
         return None
     operation = attributes.get("gen_ai.operation.name")
     if not isinstance(operation, str) or event_set_of(span) is not None:
+        return None
+    if attributes.get(STACKED_ATTRIBUTE) == "inner":  # a call spanhooks' own span dispatched
         return None
     return operation
 
@@ -167,6 +181,16 @@ def _response(attributes: Mapping[str, Any]) -> dict[str, Any]:
     if usage:
         response["usage"] = usage
     return response
+
+
+def _parsed(value: Any) -> Any:
+    """A JSON attribute (the conventions' messages) as data; as it is if it is not JSON."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _error(span: ReadableSpan) -> str | None:

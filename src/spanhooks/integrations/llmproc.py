@@ -137,10 +137,6 @@ class SpanhooksCallback:
         if not self.enabled:
             return
         _TOOL_IDS.set(_tool_calls(response))
-        entry = _innermost("api", None)
-        if entry is not None and self.manager.capture_content:
-            output = field(response, "content", "choices")
-            self._annotate(entry.span, {gen_ai.GEN_AI_OUTPUT_MESSAGES: output})
         self._end("api", None, CallbackEvent.API_RESPONSE, response)
 
     def tool_start(self, tool_name: Any, args: Any = None) -> None:
@@ -202,7 +198,8 @@ class SpanhooksCallback:
 
     def _request_extras(self, api_request: Any) -> dict[str, Any]:
         """What the vocabulary cannot read from the payload alone: the provider and server of
-        the process making the call, OpenAI-style ``params``, and content on opt-in."""
+        the process making the call, and OpenAI-style ``params``. (The vocabulary records the
+        request's messages, system prompt and tools as content.)"""
         extras: dict[str, Any] = {}
         process = _PROCESS.get()
         provider = field(process, "provider")
@@ -219,11 +216,6 @@ class SpanhooksCallback:
         if isinstance(params, Mapping):
             for name, value in request_attributes(params).items():
                 extras.setdefault(name, value)
-        if self.manager.capture_content:
-            extras[gen_ai.GEN_AI_INPUT_MESSAGES] = field(api_request, "messages")
-            system = field(api_request, "system")
-            if system is not None:
-                extras[gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS] = system
         return extras
 
     def _annotate(self, span: trace.Span, attrs: Mapping[str, Any]) -> None:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
     from opentelemetry.sdk.resources import Resource
 
-__all__ = ["LogExport", "start_log_export"]
+__all__ = ["LogExport", "start_event_export", "start_log_export"]
 
 
 def start_log_export(
@@ -74,6 +74,30 @@ def start_log_export(
     return LogExport(provider, counted)
 
 
+def start_event_export(
+    resource: Resource,
+    jsonl: LogRecordExporter | None,
+    otlp_args: tuple[str | None, str | None, float | None] | None,
+) -> LogExport:
+    """The logs pipeline for the GenAI content events: to the JSONL file (``jsonl``, the
+    span file's :class:`~spanhooks.export.jsonl_logs.JsonlLogExporter`) and over OTLP when
+    ``otlp_args`` is given; its records are counted with spanhooks' own log records."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    counted: list[_CountedLogExporter] = []
+    if jsonl is not None:
+        counted.append(_CountedLogExporter(jsonl, "jsonl"))
+    if otlp_args is not None:
+        counted.append(_CountedLogExporter(otlp.log_exporter(*otlp_args), "otlp"))
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    for exporter in counted:
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(cast("LogRecordExporter", exporter))
+        )
+    return LogExport(provider, counted, handler=False)
+
+
 class LogExport:
     """The running logs pipeline: its handler on the ``spanhooks`` logger and its counts.
 
@@ -81,19 +105,39 @@ class LogExport:
     logs, and counts with ``itertools.count`` (no lock).
     """
 
-    def __init__(self, provider: LoggerProvider, exporters: Sequence[_CountedLogExporter]) -> None:
+    def __init__(
+        self,
+        provider: LoggerProvider,
+        exporters: Sequence[_CountedLogExporter],
+        *,
+        handler: bool = True,
+    ) -> None:
         self.provider = provider
         self.exporters = tuple(exporters)
-        self.handler = _ExportedLogs(provider)
+        self.handler = _ExportedLogs(provider) if handler else None
+        self.handed: itertools.count[int] = (
+            self.handler.handed if self.handler is not None else itertools.count()
+        )
+        """Records handed to the provider: by the handler, or by whoever emits (events)."""
         self.closed = False
-        logger.addHandler(self.handler)
+        if self.handler is not None:
+            logger.addHandler(self.handler)
         register_source(self)
+
+    def flush(self, seconds: float) -> bool:
+        """Export what the batch processors hold, waiting at most ``seconds``."""
+        try:
+            return bool(self.provider.force_flush(max(1, int(seconds * 1000))))
+        except Exception as error:  # a processor that raises: the records stay unsent
+            logger.warning("flushing log records failed: %r", error)
+            return False
 
     def close(self, seconds: float) -> None:
         """Take the handler off and shut the provider down within ``seconds``: its
         ``shutdown()`` takes no timeout (the batch processor waits up to 30 s), so it runs on a
         daemon thread that is waited for at most that long, then left behind."""
-        logger.removeHandler(self.handler)
+        if self.handler is not None:
+            logger.removeHandler(self.handler)
         worker = threading.Thread(
             target=self.provider.shutdown, name="spanhooks-logs-shutdown", daemon=True
         )
@@ -107,7 +151,7 @@ class LogExport:
             )
 
     def metric_families(self) -> Iterable[Metric]:
-        handed = count_value(self.handler.handed)
+        handed = count_value(self.handed)
         exported, dropped = [], []
         for exporter in self.exporters:
             done, failed = count_value(exporter.exported), count_value(exporter.failed)

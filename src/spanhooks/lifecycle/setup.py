@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -50,6 +50,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from prometheus_client.registry import CollectorRegistry
 
+from spanhooks._version import __version__ as VERSION
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.callbacks.processors import CallbackSpanProcessor, IsolatedSpanProcessor
 from spanhooks.export.accounting import (
@@ -58,10 +59,11 @@ from spanhooks.export.accounting import (
     SpanMetricsProcessor,
 )
 from spanhooks.export.jsonl import JsonlSpanExporter
+from spanhooks.export.jsonl_logs import JsonlLogExporter
 from spanhooks.export.local_file import LocalFileProcessor
 from spanhooks.instrument.foreign import ForeignSpanBridge
 from spanhooks.lifecycle import otlp
-from spanhooks.lifecycle.logs import LogExport, start_log_export
+from spanhooks.lifecycle.logs import LogExport, start_event_export, start_log_export
 from spanhooks.lifecycle.pipeline import Pipeline
 from spanhooks.metrics.cost import Prices
 from spanhooks.metrics.families import install_collector
@@ -73,17 +75,23 @@ from spanhooks.metrics.server import DEFAULT_TIMEOUT as DEFAULT_METRICS_TIMEOUT
 from spanhooks.ops.health import get_health_monitor
 from spanhooks.tracing.attributes import (
     AttributePolicy,
+    ContentCapture,
     Redactor,
-    capture_content_from_env,
+    content_capture,
     set_active_policy,
 )
+from spanhooks.tracing.content_events import ContentEvents
 from spanhooks.tracing.context import attach_parent_from_env
 from spanhooks.tracing.sessions import SessionSpanProcessor
+from spanhooks.tracing.stacked import StackedSpans
 from spanhooks.util import checks
 from spanhooks.util.deadline import SharedDeadline
 from spanhooks.util.env import env_flag, env_float, env_int
 from spanhooks.util.redaction import installed_pattern, redact_pattern_from_env, scrub_data
 from spanhooks.util.signals import add_termination_hook, remove_termination_hook
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs.export import LogRecordExporter
 
 __all__ = [
     "Telemetry",
@@ -127,6 +135,8 @@ class Telemetry:
     """The MeterProvider setup built for OTLP metric export, if it had to build one."""
     log_export: LogExport | None = None
     """spanhooks' own log records to the exporters ``OTEL_LOGS_EXPORTER`` names, if any."""
+    event_export: LogExport | None = None
+    """The GenAI content events (``EVENT_ONLY``, ``SPAN_AND_EVENT``), if captured."""
     pipeline: Pipeline | None = None
     """The one processor on the provider that holds all of the above."""
     policy: AttributePolicy | None = None
@@ -176,6 +186,8 @@ class Telemetry:
             self.metrics_server.close()
         if self.mirror is not None:
             self.mirror.close()
+        if self.event_export is not None:  # while the JSONL file is still open
+            self.event_export.flush(self.shutdown_deadline.remaining())
         if self.owns_provider and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
         else:
@@ -189,6 +201,8 @@ class Telemetry:
                 self.meter_provider.shutdown(max(1, self.shutdown_deadline.remaining_millis()))
             except Exception as exc:  # e.g. no time left for the last metrics export
                 logger.warning("the GenAI metrics were not all exported at shutdown: %s", exc)
+        if self.event_export is not None:  # after the spans: the last calls' events go too
+            self.event_export.close(self.shutdown_deadline.remaining())
         if self.log_export is not None:  # after the others: their shutdown warnings go too
             self.log_export.close(self.shutdown_deadline.remaining())
 
@@ -201,7 +215,7 @@ def setup(
     jsonl_format: str | None = None,
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
-    capture_content: bool | None = None,
+    capture_content: bool | str | ContentCapture | None = None,
     max_attribute_length: int | None = None,
     redactor: Redactor | None = None,
     redact_patterns: Iterable[str | re.Pattern[str]] | None = None,
@@ -218,6 +232,7 @@ def setup(
     shutdown_timeout: float | None = None,
     foreign_spans: bool | None = None,
     prices: Mapping[str, Mapping[str, float]] | None = None,
+    stacked_spans: str | None = None,
 ) -> Telemetry:
     """Configure tracing for spanhooks and return what was set up.
 
@@ -258,6 +273,19 @@ def setup(
     keys ``model`` or ``provider/model``) and, for models it does not name, ``genai-prices``
     when installed (see :mod:`spanhooks.metrics.cost`); ``SPANHOOKS_COST=false`` turns it off.
 
+    Content (prompts, completions, tool arguments and results) is recorded only on opt-in:
+    ``capture_content`` (or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) is True or
+    ``SPAN_ONLY`` for content on spans, ``EVENT_ONLY`` for the conventions'
+    ``gen_ai.client.inference.operation.details`` log event only (to the JSONL file and, when
+    spans go over OTLP, to the same endpoint's ``/v1/logs``), or ``SPAN_AND_EVENT`` for both
+    (see :class:`~spanhooks.ContentCapture`).
+
+    Stacked instrumentations: when another instrumentation's span describes the same model or
+    tool call as the spanhooks span it is nested in (openai-v2 under ``@spanhooks.llm``), the
+    two become one span (``stacked_spans="merge"``, the default) or are both kept and marked
+    (``"keep"``; or ``SPANHOOKS_STACKED_SPANS``); metrics and cost count the call once either
+    way (see :mod:`spanhooks.tracing.stacked`).
+
     Redaction, applied as attributes are built, before any processor or exporter sees them:
     ``redact_patterns`` (regular expressions; default ``SPANHOOKS_REDACT_PATTERN``) replace
     every match with ``[REDACTED]``, and ``redactor(key, value)`` returns the value to record or
@@ -265,6 +293,10 @@ def setup(
     Pass a module-level function if children started with ``ProcessTarget`` must redact too.
     """
     global _active
+    # bad values are refused here, before anything is set up
+    mode = content_capture(capture_content)
+    stacked = stacked_spans or os.environ.get("SPANHOOKS_STACKED_SPANS", "").strip() or "merge"
+    StackedSpans(stacked)  # raises for a mode it does not know
     _check_arguments(
         otlp_timeout,
         shutdown_timeout,
@@ -280,9 +312,7 @@ def setup(
         target = manager or get_callback_manager()
         previous_policy = target.attribute_policy
         policy = AttributePolicy(
-            capture_content=capture_content_from_env()
-            if capture_content is None
-            else capture_content,
+            capture_content=mode is not ContentCapture.NO_CONTENT,
             max_length=max_attribute_length or env_int("SPANHOOKS_MAX_ATTRIBUTE_LENGTH", 4096),
             redactor=redactor,
             redact_patterns=tuple(redact_patterns)
@@ -308,7 +338,7 @@ def setup(
             provider.resource, otlp.exporters("LOGS", otlp_endpoint), otlp_args
         )
         # first: the others see the session's ids
-        _add(telemetry, SessionSpanProcessor(), prices=_price_table(prices))
+        _add(telemetry, SessionSpanProcessor(), _price_table(prices), StackedSpans(stacked))
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
@@ -330,11 +360,12 @@ def setup(
             "jsonl_format": jsonl_format,
             "otlp_endpoint": otlp_endpoint,
             "otlp_protocol": otlp_protocol,
-            "capture_content": policy.capture_content,
+            "capture_content": mode.value,
             "max_attribute_length": policy.max_length,
             "redactor": redactor,
             "redact_patterns": policy.redact_patterns,
             "foreign_spans": foreign_spans,
+            "stacked_spans": stacked,
         }
         _add(telemetry, CallbackSpanProcessor(target.spans))
         if (
@@ -343,9 +374,7 @@ def setup(
             else env_flag("SPANHOOKS_FOREIGN_SPANS", True)
         ):
             _add(telemetry, ForeignSpanBridge(target))
-        if jsonl if jsonl is not None else env_flag("SPANHOOKS_JSONL", True):
-            _add_jsonl(telemetry, jsonl_path, jsonl_format)
-        _add_trace_exporters(telemetry, otlp.exporters("TRACES", otlp_endpoint), otlp_args)
+        _add_exporters(telemetry, jsonl, jsonl_path, jsonl_format, otlp_args, mode)
         for processor in span_processors:
             _add(telemetry, IsolatedSpanProcessor(processor, telemetry.shutdown_deadline))
         target.use_tracer_provider(None if provider is trace.get_tracer_provider() else provider)
@@ -414,18 +443,69 @@ def _price_table(prices: Mapping[str, Mapping[str, float]] | None) -> Prices | N
     return Prices(prices) if env_flag("SPANHOOKS_COST", True) else None
 
 
-def _add(telemetry: Telemetry, processor: SpanProcessor, prices: Prices | None = None) -> None:
+def _add(
+    telemetry: Telemetry,
+    processor: SpanProcessor,
+    prices: Prices | None = None,
+    stacked: StackedSpans | None = None,
+) -> None:
     assert telemetry.tracer_provider is not None
     if telemetry.pipeline is None:
-        telemetry.pipeline = Pipeline(prices)
+        telemetry.pipeline = Pipeline(prices, stacked=stacked)
         telemetry.tracer_provider.add_span_processor(telemetry.pipeline)
     telemetry.pipeline.processors += (processor,)
     telemetry.processors.append(processor)
 
 
+def _add_exporters(
+    telemetry: Telemetry,
+    jsonl: bool | None,
+    jsonl_path: str | os.PathLike[str] | None,
+    jsonl_format: str | None,
+    otlp_args: tuple[str | None, str | None, float | None],
+    mode: ContentCapture,
+) -> None:
+    """The JSONL file (unless turned off), the OTLP and console span exporters, and the
+    content events of ``mode``."""
+    jsonl_exporter = None
+    if jsonl if jsonl is not None else env_flag("SPANHOOKS_JSONL", True):
+        jsonl_exporter = _add_jsonl(telemetry, jsonl_path, jsonl_format)
+    trace_exporters = otlp.exporters("TRACES", otlp_args[0])
+    _add_trace_exporters(telemetry, trace_exporters, otlp_args)
+    _content_events(telemetry, mode, jsonl_exporter, trace_exporters, otlp_args)
+
+
+def _content_events(
+    telemetry: Telemetry,
+    mode: ContentCapture,
+    jsonl_exporter: JsonlSpanExporter | None,
+    trace_exporters: frozenset[str],
+    otlp_args: tuple[str | None, str | None, float | None],
+) -> None:
+    """The GenAI content events of ``mode``: a logs pipeline to the JSONL file and, when spans
+    go over OTLP, to the same endpoint; and the pipeline step that sends them (or, in
+    ``EVENT_ONLY`` mode, leaves content off the spans). Nothing for the other modes."""
+    if not mode.in_events:
+        return
+    assert telemetry.tracer_provider is not None and telemetry.pipeline is not None
+    events_logger = sent = None
+    if mode.in_events:
+        resource = getattr(telemetry.tracer_provider, "resource", None) or Resource.create()
+        telemetry.event_export = start_event_export(
+            resource,
+            cast("LogRecordExporter", JsonlLogExporter(jsonl_exporter))  # duck-typed
+            if jsonl_exporter is not None
+            else None,
+            otlp_args if "otlp" in trace_exporters else None,
+        )
+        events_logger = telemetry.event_export.provider.get_logger("spanhooks.genai", VERSION)
+        sent = telemetry.event_export.handed
+    telemetry.pipeline.content_events = ContentEvents(mode, events_logger, sent)
+
+
 def _add_jsonl(
     telemetry: Telemetry, path: str | os.PathLike[str] | None, file_format: str | None
-) -> None:
+) -> JsonlSpanExporter:
     """The local JSONL file, through the processor that never drops a span."""
     exporter = JsonlSpanExporter(
         path, format=file_format or os.environ.get("SPANHOOKS_JSONL_FORMAT", "spanhooks")
@@ -434,6 +514,7 @@ def _add_jsonl(
     accounted = AccountedExporter(exporter, "jsonl")
     telemetry.exporters.append(accounted)
     _add(telemetry, LocalFileProcessor(accounted, telemetry.shutdown_deadline))
+    return exporter
 
 
 def _add_trace_exporters(

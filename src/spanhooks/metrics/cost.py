@@ -144,6 +144,7 @@ def priced(span: ReadableSpan, prices: Prices) -> ReadableSpan:
         not isinstance(input_tokens, int)
         or not isinstance(model, str)
         or COST_ATTRIBUTE in attributes
+        or attributes.get("spanhooks.stacked") == "outer"  # the inner span is the call
     ):
         return span
     provider = attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")

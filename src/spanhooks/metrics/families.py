@@ -428,6 +428,26 @@ ROUTER_EVENTS = MetricDef(
     ("event_type", "outcome"),
 )
 SESSIONS = MetricDef("spanhooks_sessions", "gauge", "Live sessions by status.", ("status",))
+SESSION_SPANS = MetricDef(
+    "spanhooks_session_spans",
+    "counter",
+    "Spans stamped with the ids of a spanhooks.session(...) (session, user or conversation id) "
+    "as they started.",
+    (),
+)
+SESSIONS_OPEN = MetricDef(
+    "spanhooks_sessions_open",
+    "gauge",
+    "spanhooks.session(...) blocks and decorated calls entered and not yet left.",
+    (),
+)
+SESSIONS_STARTED = MetricDef(
+    "spanhooks_sessions_started",
+    "counter",
+    "spanhooks.session(...) blocks and decorated calls entered (each entry counts, a nested one "
+    "too).",
+    (),
+)
 SPAN_DURATION_SECONDS = MetricDef(
     "spanhooks_span_duration_seconds",
     "histogram",
@@ -463,10 +483,13 @@ UNMATCHED_ENDS = MetricDef(
     "spanhooks_unmatched_ends", "counter", "End events with no open start.", ()
 )
 
-# The OpenTelemetry GenAI client metrics under their Prometheus names (see metrics/genai.py).
+# The OpenTelemetry GenAI metrics under their Prometheus names (see metrics/genai.py).
 # These are the label names a series may carry: one whose spans lack an attribute the
 # conventions make conditional or recommended (error_type on success, server_port unknown)
 # leaves that label out rather than exporting it as "" (except in multiprocess mode).
+# gen_ai_system, the older name of gen_ai_provider_name, is set only with
+# OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai/dup (spanhooks.util.semconv); it is declared either way
+# so that one family has one label-name list in every mode (the multiprocess mirror needs it).
 _GEN_AI_LABELS = (
     "gen_ai_operation_name",
     "gen_ai_provider_name",
@@ -475,6 +498,7 @@ _GEN_AI_LABELS = (
     "server_address",
     "server_port",
     "error_type",
+    "gen_ai_system",
 )
 GEN_AI_OPERATION_DURATION = MetricDef(
     "gen_ai_client_operation_duration_seconds",
@@ -494,4 +518,23 @@ GEN_AI_TIME_TO_FIRST_CHUNK = MetricDef(
     "Time to the first chunk of a streaming response "
     "(gen_ai.client.operation.time_to_first_chunk).",
     _GEN_AI_LABELS,
+)
+GEN_AI_TIME_PER_OUTPUT_CHUNK = MetricDef(
+    "gen_ai_client_operation_time_per_output_chunk_seconds",
+    "histogram",
+    "Time per output chunk after the first of a streaming response, one stream's mean "
+    "(gen_ai.client.operation.time_per_output_chunk).",
+    tuple(label for label in _GEN_AI_LABELS if label != "error_type"),
+)
+GEN_AI_INVOKE_AGENT_DURATION = MetricDef(
+    "gen_ai_invoke_agent_duration_seconds",
+    "histogram",
+    "End-to-end duration of an agent invocation (gen_ai.invoke_agent.duration).",
+    ("gen_ai_agent_name", "gen_ai_request_model", "error_type"),
+)
+GEN_AI_EXECUTE_TOOL_DURATION = MetricDef(
+    "gen_ai_execute_tool_duration_seconds",
+    "histogram",
+    "Duration of a tool execution (gen_ai.execute_tool.duration).",
+    ("gen_ai_tool_name", "gen_ai_tool_type", "gen_ai_agent_name", "error_type"),
 )

@@ -53,10 +53,12 @@ from spanhooks.util.text import safe_str, truncate, type_name, unrepresentable
 
 __all__ = [
     "AttributePolicy",
+    "ContentCapture",
     "Redactor",
     "active_policy",
     "capture_content_from_env",
     "coerce",
+    "content_capture",
     "redaction_failures_total",
     "set_active_policy",
     "to_json",
@@ -78,12 +80,65 @@ Redactor = Callable[[str, Any], Any]
 
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-_CAPTURE_VALUES = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event", "event_only"})
+
+
+class ContentCapture(str, Enum):
+    """Where prompt and completion content goes, as opentelemetry-util-genai's
+    ``ContentCapturingMode`` names it: nowhere (the default), on spans, only in the
+    conventions' ``gen_ai.client.inference.operation.details`` log event, or both."""
+
+    NO_CONTENT = "no_content"
+    SPAN_ONLY = "span_only"
+    EVENT_ONLY = "event_only"
+    SPAN_AND_EVENT = "span_and_event"
+
+    @property
+    def on_spans(self) -> bool:
+        return self in (ContentCapture.SPAN_ONLY, ContentCapture.SPAN_AND_EVENT)
+
+    @property
+    def in_events(self) -> bool:
+        return self in (ContentCapture.EVENT_ONLY, ContentCapture.SPAN_AND_EVENT)
+
+
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+def content_capture(value: bool | str | ContentCapture | None) -> ContentCapture:
+    """``value`` as a mode: True is ``SPAN_ONLY``, False ``NO_CONTENT``, a string a mode's name
+    in any case (``span_and_event``) or a boolean word; None reads
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. Raises ``ValueError`` for a value
+    that is none of these (an environment value is logged and taken as ``NO_CONTENT``)."""
+    if value is None:
+        raw = os.environ.get(CAPTURE_CONTENT_ENV, "")
+        try:
+            return content_capture(raw)
+        except ValueError as error:
+            rate_limited.log(logging.WARNING, "capture-env", "%s: %s", CAPTURE_CONTENT_ENV, error)
+            return ContentCapture.NO_CONTENT
+    if isinstance(value, ContentCapture):
+        return value
+    if isinstance(value, bool):
+        return ContentCapture.SPAN_ONLY if value else ContentCapture.NO_CONTENT
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _ON:
+            return ContentCapture.SPAN_ONLY
+        if word in _OFF:
+            return ContentCapture.NO_CONTENT
+        try:
+            return ContentCapture(word)
+        except ValueError:
+            pass
+    modes = ", ".join(mode.name for mode in ContentCapture)
+    raise ValueError(f"content capture must be a bool or one of {modes}, got {value!r}")
 
 
 def capture_content_from_env() -> bool:
-    """Whether the GenAI content-capture switch is on (``true`` or a ``SPAN_*`` mode)."""
-    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_VALUES
+    """Whether the GenAI content-capture variable records content anywhere (a mode other than
+    ``NO_CONTENT``, or ``true``)."""
+    return content_capture(None) is not ContentCapture.NO_CONTENT
 
 
 @dataclass(frozen=True)
@@ -255,6 +310,8 @@ class AttributePolicy:
             mapped = spec.attributes.get(arg)
             if arg == repeated or (mapped is None and not spec.record_args):
                 continue
+            if mapped is None and arg in spec.content and spec.extract_content is not None:
+                continue  # the content extractor records it, under its own names
             key = bounded_key(mapped if mapped is not None else f"{spec.event_set}.{arg}")
             if arg in spec.content:
                 if self.capture_content:
@@ -455,19 +512,25 @@ register_source(_SOURCE)
 
 
 def to_json(value: Any, policy: AttributePolicy) -> str:
-    """Serialise any object to JSON no longer than ``policy.max_length``, still valid JSON."""
+    """Serialise any object to JSON no longer than ``policy.max_length``, still valid JSON.
+
+    A document too long is first kept whole with its longest strings cut (so a long prompt
+    keeps its messages and each one's start); only if that is not enough does it become
+    ``{"truncated": length, "preview": ...}``.
+    """
+    plain: Any = None
     try:
-        text = json.dumps(
-            _plain(value, policy, 0, set()),
-            ensure_ascii=False,
-            separators=(",", ":"),
-            allow_nan=False,
-        )
+        plain = _plain(value, policy, 0, set())
+        text = _compact(plain)
     except Exception:
         text = json.dumps(unrepresentable(value))
     limit = policy.max_length
     if len(text) <= limit:
         return text
+    if isinstance(plain, dict | list):
+        shortened = _compact(_shortened(plain, len(text) - limit))
+        if len(shortened) <= limit:
+            return shortened
     preview = text[: max(0, limit - 40)]
     while True:
         wrapped = json.dumps({"truncated": len(text), "preview": preview}, ensure_ascii=False)
@@ -479,6 +542,38 @@ def to_json(value: Any, policy: AttributePolicy) -> str:
 
 
 _TRUNCATED_JSON = json.dumps("<truncated>")  # 13 characters: within the smallest limit (16)
+_CUT = "...[truncated]"
+
+
+def _compact(plain: Any) -> str:
+    return json.dumps(plain, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _shortened(plain: Any, excess: int) -> Any:
+    """``plain`` (JSON-ready) with its longest strings cut by about ``excess`` characters in
+    all, each cut marked; the strings are cut to a common length, longest first."""
+    strings: list[tuple[list[Any] | dict[str, Any], Any, str]] = []
+    _collect_strings(plain, strings)
+    strings.sort(key=lambda item: len(item[2]), reverse=True)
+    for holder, key, text in strings:
+        if excess <= 0:
+            break
+        keep = max(0, len(text) - excess - len(_CUT))
+        if keep >= len(text):
+            continue
+        cut = text[:keep] + _CUT
+        holder[key] = cut
+        excess -= len(_compact(text)) - len(_compact(cut))
+    return plain
+
+
+def _collect_strings(node: Any, found: list[tuple[list[Any] | dict[str, Any], Any, str]]) -> None:
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        if type(value) is str and len(value) > 2 * len(_CUT):
+            found.append((node, key, value))
+        elif isinstance(value, dict | list):
+            _collect_strings(value, found)
 
 
 def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> Any:

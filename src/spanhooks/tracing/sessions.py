@@ -12,15 +12,23 @@ every span as it starts, spanhooks' and other instrumentations' alike, as the co
 them: ``session.id``, ``user.id``, ``gen_ai.conversation.id``. A span started outside any
 session costs one context read.
 
+On ``/metrics`` (no id is ever a label): ``spanhooks_sessions_started_total`` counts the
+session blocks and decorated calls entered, ``spanhooks_sessions_open`` those entered and not
+yet left, and ``spanhooks_session_spans_total`` the spans stamped with ids, so that a dashboard
+shows how much of the work runs inside sessions, and a drop in stamped spans shows context that
+stopped reaching them. Each costs one lock-free counter increment: per block entered and left,
+and per stamped span (a span outside any session costs nothing more).
+
 Threading: the ids live in the context, so each thread and task sees its own; nothing here
-takes a lock.
+takes a lock (the counters are ``itertools.count``, atomic under the GIL).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
@@ -28,6 +36,17 @@ from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from prometheus_client.core import Metric
+
+from spanhooks.metrics.families import (
+    SESSION_SPANS,
+    SESSIONS_OPEN,
+    SESSIONS_STARTED,
+    count_value,
+    counter,
+    gauge,
+    register_source,
+)
 
 __all__ = [
     "CONVERSATION_ID",
@@ -49,6 +68,10 @@ MAX_ID_LENGTH = 256
 """Ids longer than this are refused: they travel in every request's ``baggage`` header."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+_entered = itertools.count()
+_left = itertools.count()
+_stamped = itertools.count()
 
 
 class session:
@@ -91,10 +114,14 @@ class session:
 
     def __enter__(self) -> session:
         self._tokens.append(otel_context.attach(self._context()))
+        next(_entered)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        try:
+            otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        finally:
+            next(_left)
 
     def __call__(self, fn: _F) -> _F:
         if inspect.iscoroutinefunction(fn):
@@ -119,10 +146,14 @@ def _scoped(chosen: session) -> Iterator[None]:
     """The session around one call of a decorated function (its own token: calls may overlap
     in threads and tasks)."""
     token = otel_context.attach(chosen._context())
+    next(_entered)
     try:
         yield
     finally:
-        otel_context.detach(token)
+        try:
+            otel_context.detach(token)
+        finally:
+            next(_left)
 
 
 def current_session(ctx: Context | None = None) -> dict[str, str]:
@@ -138,10 +169,14 @@ class SessionSpanProcessor(SpanProcessor):
         found: Mapping[str, object] = baggage.get_all(parent_context)
         if not found:
             return
+        stamped = False
         for key in SESSION_ATTRIBUTES:
             value = found.get(key)
             if isinstance(value, str):
                 span.set_attribute(key, value)
+                stamped = True
+        if stamped:
+            next(_stamped)
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
@@ -151,3 +186,17 @@ class SessionSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+class _SessionMetrics:
+    """The session families, from this process's counters (registered once, at import)."""
+
+    def metric_families(self) -> Iterable[Metric]:
+        entered, left = count_value(_entered), count_value(_left)
+        yield counter(SESSIONS_STARTED, [((), float(entered))])
+        yield gauge(SESSIONS_OPEN, [((), float(max(entered - left, 0)))])
+        yield counter(SESSION_SPANS, [((), float(count_value(_stamped)))])
+
+
+_SOURCE = _SessionMetrics()
+register_source(_SOURCE)

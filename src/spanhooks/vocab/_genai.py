@@ -43,7 +43,9 @@ def usage_attributes(usage: object) -> dict[str, Any]:
         attrs[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
     if isinstance(output_tokens, int):
         attrs[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
-    cache_read = field(tokens, "cache_read_input_tokens", "cached_tokens")
+    cache_read = field(tokens, "cache_read_input_tokens", "cached_tokens") or field(
+        field(tokens, "prompt_tokens_details", "input_tokens_details"), "cached_tokens"
+    )  # Anthropic's, or OpenAI's (Chat Completions, Responses) details
     if isinstance(cache_read, int):
         attrs[gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read
     cache_creation = field(tokens, "cache_creation_input_tokens")

@@ -6,9 +6,13 @@ and plain functions (``task``), agents (``invoke_agent {name}``), tool calls
 from the response), retrievals (``retrieval {data_source}``) and embeddings calls
 (``embeddings {model}``, CLIENT). ``first_chunk`` marks the first item a streaming call
 yields. Inputs, outputs, tool arguments, results, queries and documents are content, recorded
-only on opt-in; callbacks always receive them. The framework integrations emit these same
-events, so one callback serves every framework. Users may emit these events themselves too:
-``emit(GenAIEvent.TOOL_CALL_START, "search", {"q": "otel"})``.
+only on opt-in and under the conventions' names: a model call's ``gen_ai.input.messages``,
+``gen_ai.output.messages``, ``gen_ai.system_instructions`` and ``gen_ai.tool.definitions`` in
+their JSON shapes (:mod:`spanhooks.vocab._messages`), as are an agent's, workflow's or task's
+inputs and output; an embeddings call's texts are not recorded (the conventions name no
+attribute for them). Callbacks always receive every argument. The framework integrations emit
+these same events, so one callback serves every framework. Users may emit these events
+themselves too: ``emit(GenAIEvent.TOOL_CALL_START, "search", {"q": "otel"})``.
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ from opentelemetry.trace import SpanKind
 
 from spanhooks.events.spec import Bound, EventSet, end, point, start
 from spanhooks.vocab._genai import request_attributes, response_attributes
+from spanhooks.vocab._messages import input_content, output_content
 
-__all__ = ["GENAI", "TIME_TO_FIRST_CHUNK", "GenAICallback", "GenAIEvent"]
+__all__ = ["GENAI", "TIME_PER_OUTPUT_CHUNK", "TIME_TO_FIRST_CHUNK", "GenAICallback", "GenAIEvent"]
 
 TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
 """Seconds from the start of a streaming call to its first chunk (GenAI conventions)."""
-
-_INPUT = "spanhooks.input"
-_OUTPUT = "spanhooks.output"
+TIME_PER_OUTPUT_CHUNK = "spanhooks.stream.time_per_output_chunk"
+"""Seconds per item after the first, a stream's mean (streams of two or more items); the
+conventions name the metric (``gen_ai.client.operation.time_per_output_chunk``), not an
+attribute."""
 
 
 class GenAIEvent(str, Enum):
@@ -106,6 +112,20 @@ def _embedding_end(bound: Bound) -> dict[str, Any]:
     return attrs
 
 
+def _call_inputs(bound: Bound) -> dict[str, Any]:
+    """An agent's, workflow's or task's inputs as its input messages (and an agent's
+    instructions as system instructions)."""
+    return input_content(bound.get("inputs"))
+
+
+def _call_output(bound: Bound) -> dict[str, Any]:
+    return output_content(bound.get("output"))
+
+
+def _mapped(argument: str, attribute: str | None) -> dict[str, Any]:
+    return {argument: attribute} if attribute else {}
+
+
 def _pair(
     kind: str,
     label: str,
@@ -114,10 +134,12 @@ def _pair(
     operation: str | None,
     label_attribute: str | None,
     input_arg: str = "inputs",
-    input_attribute: str = _INPUT,
+    input_attribute: str | None = None,
     output_arg: str = "output",
-    output_attribute: str = _OUTPUT,
+    output_attribute: str | None = None,
 ) -> list[Any]:
+    """A start/end pair whose content is one argument each way: recorded under the given
+    attribute, or (none given) as the conventions' input and output messages."""
     named = {label: label_attribute} if label_attribute else {}
     return [
         start(
@@ -126,8 +148,9 @@ def _pair(
             input_arg,
             span_name=span_name,
             operation=operation,
-            attributes={**named, input_arg: input_attribute},
+            attributes={**named, **_mapped(input_arg, input_attribute)},
             content={input_arg},
+            extract_content=None if input_attribute else _call_inputs,
             key=label,
             doc=f"A {kind.replace('_', ' ')} starts; ``{input_arg}`` are its arguments by name.",
         ),
@@ -136,8 +159,9 @@ def _pair(
             label,
             output_arg,
             "error",
-            attributes={**named, output_arg: output_attribute},
+            attributes={**named, **_mapped(output_arg, output_attribute)},
             content={output_arg},
+            extract_content=None if output_attribute else _call_output,
             key=label,
             error=_error,
             record_args=False,
@@ -185,7 +209,7 @@ GENAI = EventSet(
             kind=SpanKind.CLIENT,
             extract=_llm_start,
             content={"inputs"},
-            attributes={"inputs": _INPUT},
+            extract_content=lambda bound: input_content(bound.get("inputs")),
             record_args=False,
             doc="A model call starts: ``inputs`` are its arguments by name.",
         ),
@@ -196,7 +220,7 @@ GENAI = EventSet(
             "error",
             extract=lambda bound: response_attributes(bound.get("output")),
             content={"output"},
-            attributes={"output": _OUTPUT},
+            extract_content=_call_output,
             error=_error,
             record_args=False,
             doc="A model call ends; model, finish reasons and token usage are read from "
@@ -222,7 +246,6 @@ GENAI = EventSet(
             kind=SpanKind.CLIENT,
             extract=_embedding_start,
             content={"inputs"},
-            attributes={"inputs": _INPUT},
             record_args=False,
             doc="An embeddings call starts: ``inputs`` are the texts to embed.",
         ),
@@ -233,7 +256,6 @@ GENAI = EventSet(
             "error",
             extract=_embedding_end,
             content={"output"},
-            attributes={"output": _OUTPUT},
             error=_error,
             record_args=False,
             doc="An embeddings call ends with ``output`` (the vectors, or a response object with "

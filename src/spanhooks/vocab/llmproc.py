@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind
 from spanhooks.events.spec import Bound, EventSet, end, point, start
 from spanhooks.util.text import safe_str
 from spanhooks.vocab._genai import field, request_attributes, response_attributes
+from spanhooks.vocab._messages import input_content, output_content
 
 __all__ = ["LLMPROC", "CallbackEvent", "LLMProcCallback"]
 
@@ -118,7 +119,13 @@ LLMPROC = EventSet(
             error=_tool_failure,
             doc="A tool execution completed (an exception or an ``is_error`` result: span ERROR).",
         ),
-        point("response", "text", content={"text"}, doc="The model generated a response."),
+        point(
+            "response",
+            "text",
+            content={"text"},
+            extract_content=lambda b: output_content(b.get("text")),
+            doc="The model generated a response.",
+        ),
         start(
             "api_request",
             "payload_dict",
@@ -127,6 +134,7 @@ LLMPROC = EventSet(
             operation="chat",
             extract=lambda b: request_attributes(b.get("payload_dict")),
             content={"payload_dict"},
+            extract_content=lambda b: input_content(b.get("payload_dict")),
             doc="An API request is about to be sent.",
         ),
         end(
@@ -134,6 +142,7 @@ LLMPROC = EventSet(
             "response_obj",
             extract=lambda b: response_attributes(b.get("response_obj")),
             content={"response_obj"},
+            extract_content=lambda b: output_content(b.get("response_obj")),
             doc="An API response was received.",
         ),
         start(

@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind
 from spanhooks.events.spec import Bound, EventSet, end, point, start
 from spanhooks.tracing.context import CallContext
 from spanhooks.vocab import _genai
+from spanhooks.vocab._messages import input_content, output_content
 
 __all__ = [
     "LOGILLM",
@@ -268,13 +269,13 @@ LOGILLM = EventSet(
             "event",
             **_typed(ModuleStartEvent, extract=_module_start),
             span_name=lambda b: f"module {_class_name(_ev(b).module)}",
-            extract_content=lambda b: {"logillm.inputs": _ev(b).inputs},
+            extract_content=lambda b: input_content(_ev(b).inputs),
         ),
         end(
             "module_end",
             "event",
             **_typed(ModuleEndEvent, extract=_module_end, error=_module_failure),
-            extract_content=lambda b: {"logillm.outputs": _ev(b).outputs},
+            extract_content=lambda b: output_content(_ev(b).outputs),
         ),
         start(
             "optimization_start",
@@ -307,15 +308,13 @@ LOGILLM = EventSet(
             span_name=_chat_name,
             kind=SpanKind.CLIENT,
             operation="chat",
-            extract_content=lambda b: {gen_ai.GEN_AI_INPUT_MESSAGES: _ev(b).messages},
+            extract_content=lambda b: input_content(_ev(b).messages),
         ),
         end(
             "provider_response",
             "event",
             **_typed(ProviderResponseEvent, extract=_provider_response),
-            extract_content=lambda b: {
-                gen_ai.GEN_AI_OUTPUT_MESSAGES: _genai.field(_ev(b).response, "text", "content")
-            },
+            extract_content=lambda b: output_content(_ev(b).response),
         ),
         end(
             "provider_error",

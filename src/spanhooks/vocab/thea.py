@@ -27,6 +27,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from spanhooks.events.spec import Bound, EventSet, EventSpec, point
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.util.redaction import REDACTED
+from spanhooks.vocab._messages import INPUT_MESSAGES, text_messages
 
 __all__ = ["THEA", "TheaCallback"]
 """``undeclared_event`` is for managers that accept undeclared names (``spanhooks.compat.thea``),
@@ -52,7 +53,8 @@ THEA = EventSet(
             "timestamp",
             attributes=_USER,
             content={"message"},
-            doc="A user sent a message.",
+            extract_content=lambda b: {INPUT_MESSAGES: text_messages("user", b.get("message"))},
+            doc="A user sent a message (content: ``gen_ai.input.messages``, one user message).",
         ),
         point(
             "on_state_change",
