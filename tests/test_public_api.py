@@ -49,7 +49,8 @@ def test_the_core_api_is_reachable_from_the_top_level() -> None:
 DOCUMENTED = {
     "spanhooks": (
         "AbstractCallback AttributePolicy BUILTIN_EVENT_SETS CallContext CallbackEvent "
-        "CallbackManager CallbackSpanProcessor CallbackType ContextThreadPoolExecutor DispatchMode "
+        "CallbackManager CallbackSpanProcessor CallbackType ContentCapture ContextThreadPoolExecutor "
+        "DispatchMode "
         "DispatchObserver Dispatcher EventRecord EventSet EventSpec ForeignSpanBridge GENAI "
         "GenAIEvent IsolatedSpanProcessor JSONLCallback JsonlSpanExporter LLMPROC LOGILLM MEETING "
         "MeetingEventType Phase Priority ProcessTarget SessionSpanProcessor SpanNode THEA "
@@ -91,7 +92,7 @@ DOCUMENTED = {
     "spanhooks.testing": "Capture CapturedEvent SequentialIdGenerator capture span_tree",
     "spanhooks.instrumentation": (
         "DSPyInstrumentor LangChainInstrumentor LlamaIndexInstrumentor LlmprocInstrumentor "
-        "LogillmInstrumentor OpenAIAgentsInstrumentor SpanhooksInstrumentor"
+        "LogillmInstrumentor McpInstrumentor OpenAIAgentsInstrumentor SpanhooksInstrumentor"
     ),
     "spanhooks.integrations.installed": (
         "FRAMEWORK_MODULES INTEGRATIONS disabled_integrations entry_point_name "
@@ -117,6 +118,9 @@ DOCUMENTED = {
     ),
     "spanhooks.integrations.dspy": (
         "INSTALL_HINT SUPPORTED_VERSIONS callback instrument is_instrumented uninstrument"
+    ),
+    "spanhooks.integrations.mcp": (
+        "INSTALL_HINT SUPPORTED_VERSIONS instrument is_instrumented middleware uninstrument"
     ),
 }
 

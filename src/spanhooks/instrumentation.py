@@ -35,6 +35,7 @@ __all__ = [
     "LlamaIndexInstrumentor",
     "LlmprocInstrumentor",
     "LogillmInstrumentor",
+    "McpInstrumentor",
     "OpenAIAgentsInstrumentor",
     "SpanhooksInstrumentor",
 ]
@@ -123,3 +124,9 @@ class DSPyInstrumentor(_IntegrationInstrumentor):
     """``spanhooks-dspy``: :mod:`spanhooks.integrations.dspy`."""
 
     integration = "dspy"
+
+
+class McpInstrumentor(_IntegrationInstrumentor):
+    """``spanhooks-mcp``: :mod:`spanhooks.integrations.mcp`."""
+
+    integration = "mcp"

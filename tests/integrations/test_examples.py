@@ -20,6 +20,7 @@ CASES = [
     ("llamaindex_query.py", "llama_index.core", "workflow RetrieverQueryEngine.query"),
     ("openai_agents_handoff.py", "agents", "workflow Agent workflow"),
     ("dspy_program.py", "dspy", "chat "),
+    ("mcp_tool_call.py", "mcp", "tools/call add"),
 ]
 
 

@@ -21,7 +21,7 @@ from spanhooks.integrations.installed import (
 )
 
 VENV_BIN = Path(sys.executable).parent
-FRAMEWORK_MODULES = ("llmproc", "logillm", "langchain_core", "llama_index", "agents", "dspy")
+FRAMEWORK_MODULES = ("llmproc", "logillm", "langchain_core", "llama_index", "agents", "dspy", "mcp")
 
 LOGILLM_APP = """
 import asyncio

@@ -45,6 +45,7 @@ INTEGRATIONS: dict[str, str] = {
     "llamaindex": "llama-index-core",
     "openai_agents": "openai-agents",
     "dspy": "dspy",
+    "mcp": "mcp",
 }
 """Each integration's short name (its module in :mod:`spanhooks.integrations`) and the
 distribution whose presence turns it on."""
@@ -56,6 +57,7 @@ FRAMEWORK_MODULES: dict[str, str] = {
     "llamaindex": "llama_index.core",
     "openai_agents": "agents",
     "dspy": "dspy",
+    "mcp": "mcp",
 }
 """The module whose first import instruments each integration's framework (zero code)."""
 
