@@ -59,15 +59,31 @@ class Pipeline:
         self.tracer = self.provider.get_tracer("bench")
         self.base = 0
 
-    def check(self, spans_per_unit: int) -> Callable[[int], str | None]:
-        def verify(units: int) -> str | None:
-            self.processor.force_flush()
-            expected = units * spans_per_unit
-            got = self.exporter.count - self.base
-            self.base = self.exporter.count
-            return None if got == expected else f"exported {got} of {expected} spans"
+    def check(self, spans_per_unit: int) -> Verifier:
+        return Verifier(self, spans_per_unit)
 
-        return verify
+
+class Verifier:
+    """A case's ``check`` on a :class:`Pipeline`: were the spans of the last ``units`` units
+    all exported? Keeps the totals of the batches it checked (``made``, ``arrived``) for the
+    table; a check of 0 units (the reset after calibration) counts nothing."""
+
+    def __init__(self, pipe: Pipeline, spans_per_unit: int) -> None:
+        self.pipe = pipe
+        self.spans_per_unit = spans_per_unit
+        self.made = 0
+        self.arrived = 0
+
+    def __call__(self, units: int) -> str | None:
+        pipe = self.pipe
+        pipe.processor.force_flush()
+        expected = units * self.spans_per_unit
+        got = pipe.exporter.count - pipe.base
+        pipe.base = pipe.exporter.count
+        if units:
+            self.made += expected
+            self.arrived += got
+        return None if got == expected else f"exported {got} of {expected} spans"
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:
@@ -470,4 +486,4 @@ def process_for_turn() -> SimpleNamespace:
     return SimpleNamespace(display_name="bench", model_name="m", provider="openai")
 
 
-__all__ = ["Case", "CountingExporter", "Pipeline", "all_cases", "spanhooks"]
+__all__ = ["Case", "CountingExporter", "Pipeline", "Verifier", "all_cases", "spanhooks"]

@@ -7,7 +7,8 @@
 Rounds are interleaved: every round runs each case once, in a shuffled order, so a noisy
 neighbour slows all of them alike; the table reports the median over rounds of the
 per-unit time and its ratio to the bare call (W0). After each batch the case checks that
-every span it produced was exported.
+every span it produced was exported; the table gives, for every case that exports, the spans
+it made and the spans that arrived over the measured batches (W6: in the files written).
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def run_cases(rounds: int, smoke: bool) -> tuple[list[dict[str, Any]], list[str]
             problem = case.check(1)
             if problem:
                 problems.append(f"{case.workload} / {case.name}: {problem}")
+        for row in jsonl_throughput(spans=50, repeats=1):
+            if row["spans_arrived"] != row["spans_made"]:
+                problems.append(
+                    f"{row['workload']} / {row['implementation']}: "
+                    f"{row['spans_arrived']} of {row['spans_made']} spans arrived"
+                )
         return [], problems
     units = {id(case): calibrate(case) for case in cases}
     for case in cases:
@@ -96,9 +103,20 @@ def run_cases(rounds: int, smoke: bool) -> tuple[list[dict[str, Any]], list[str]
                 "ratio_to_bare": round(median / bare, 2),
                 "units_per_batch": units[id(case)],
                 "rounds": rounds,
+                **_span_counts(case),
             }
         )
     return rows, problems
+
+
+def _span_counts(case: Case) -> dict[str, int]:
+    """Spans the case made and spans its exporter received over the measured batches, for
+    a case that exports (its check is a :class:`peers.Verifier`); nothing for one that does
+    not."""
+    made, arrived = getattr(case.check, "made", None), getattr(case.check, "arrived", None)
+    if made is None or arrived is None:
+        return {}
+    return {"spans_made": made, "spans_arrived": arrived}
 
 
 def jsonl_throughput(spans: int = 5000, repeats: int = 5) -> list[dict[str, Any]]:
@@ -117,16 +135,16 @@ def jsonl_throughput(spans: int = 5000, repeats: int = 5) -> list[dict[str, Any]
         manager.emit(CallbackEvent.TOOL_START, "search", {"q": index})
         manager.emit(CallbackEvent.TOOL_END, "search", {"hits": index})
     batch = list(memory.get_finished_spans())
-    results: dict[str, list[float]] = {
-        "spanhooks JSONL": [],
-        "SDK ConsoleSpanExporter": [],
-        "spanhooks OTLP/JSON lines": [],
-    }
+    names = ("spanhooks JSONL", "SDK ConsoleSpanExporter", "spanhooks OTLP/JSON lines")
+    results: dict[str, list[float]] = {name: [] for name in names}
+    arrived = dict.fromkeys(names, 0)
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(repeats):
-            jsonl = JsonlSpanExporter(Path(tmp) / f"a{repeat}.jsonl")
-            otlp = JsonlSpanExporter(Path(tmp) / f"o{repeat}.jsonl", format="otlp")
-            with open(Path(tmp) / f"c{repeat}.txt", "w") as out:
+            suffixes = (f"a{repeat}.jsonl", f"c{repeat}.txt", f"o{repeat}.jsonl")
+            files = dict(zip(names, suffixes, strict=True))
+            jsonl = JsonlSpanExporter(Path(tmp) / files["spanhooks JSONL"])
+            otlp = JsonlSpanExporter(Path(tmp) / files["spanhooks OTLP/JSON lines"], format="otlp")
+            with open(Path(tmp) / files["SDK ConsoleSpanExporter"], "w") as out:
                 console = ConsoleSpanExporter(out=out)
                 for name, exporter in (
                     ("spanhooks JSONL", jsonl),
@@ -140,14 +158,38 @@ def jsonl_throughput(spans: int = 5000, repeats: int = 5) -> list[dict[str, Any]
                     results[name].append(len(batch) / (time.perf_counter() - start))
             jsonl.shutdown()
             otlp.shutdown()
+            for name, file in files.items():
+                arrived[name] += spans_in(Path(tmp) / file)
     return [
         {
             "workload": "W6 exporter throughput",
             "implementation": name,
             "spans_per_second": round(statistics.median(v)),
+            "spans_made": len(batch) * repeats,
+            "spans_arrived": arrived[name],
         }
         for name, v in results.items()
     ]
+
+
+def spans_in(path: Path) -> int:
+    """Spans written to ``path``: one per JSON document in it (a JSONL line, a console
+    exporter's indented object), or every span of one that is an OTLP request."""
+    text, decoder, index, count = path.read_text(), json.JSONDecoder(), 0, 0
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+            continue
+        document, index = decoder.raw_decode(text, index)
+        if "resourceSpans" in document:
+            count += sum(
+                len(scope["spans"])
+                for resource in document["resourceSpans"]
+                for scope in resource["scopeSpans"]
+            )
+        else:
+            count += 1
+    return count
 
 
 def rss(events: int) -> list[dict[str, Any]]:
@@ -167,18 +209,27 @@ def rss(events: int) -> list[dict[str, Any]]:
 def print_table(
     rows: list[dict[str, Any]], throughput: list[dict[str, Any]], memory: list[dict[str, Any]]
 ) -> None:
-    print(f"{'workload':36} {'implementation':30} {'median ns':>11} {'x bare':>8}")
+    print(
+        f"{'workload':36} {'implementation':30} {'median ns':>11} {'x bare':>8}"
+        f" {'spans made':>12} {'arrived':>12}"
+    )
     last = None
     for row in rows:
         if row["workload"] != last and last is not None:
             print()
         last = row["workload"]
         label = f"{row['workload']:36} {row['implementation']:30}"
-        print(f"{label} {row['median_ns']:>11,.0f} {row['ratio_to_bare']:>8.2f}")
+        counts = (
+            f" {row['spans_made']:>12,} {row['spans_arrived']:>12,}" if "spans_made" in row else ""
+        )
+        print(f"{label} {row['median_ns']:>11,.0f} {row['ratio_to_bare']:>8.2f}{counts}")
     print()
     for row in throughput:
         label = f"{row['workload']:36} {row['implementation']:30}"
-        print(f"{label} {row['spans_per_second']:>11,} spans/s")
+        print(
+            f"{label} {row['spans_per_second']:>11,} spans/s; arrived {row['spans_arrived']:,}"
+            f" of {row['spans_made']:,} spans"
+        )
     print()
     for row in memory:
         samples = ", ".join(f"{mb:.0f}" for mb in row["rss_mb_samples"])

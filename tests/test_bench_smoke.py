@@ -20,7 +20,7 @@ def test_every_benchmark_workload_runs_once_and_exports_every_span() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 problems" in done.stdout
     ran = int(done.stdout.split("smoke: ")[1].split(" cases")[0])
-    assert ran >= 20  # spanhooks and every installed peer, W0 to W5
+    assert ran >= 20  # spanhooks and every installed peer, W0 to W5; W6's exporters too
 
 
 @pytest.mark.slow
@@ -71,6 +71,26 @@ def test_the_burst_benchmark_runs_both_paths_and_the_local_file_loses_nothing() 
     assert results["batch"]["produced"] == results["local"]["produced"] == 4000
     batch = results["batch"]
     assert batch["lines"] + batch["counts"]["dropped"] == batch["produced"]  # lost, but counted
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_every_row_and_every_span_arrives() -> None:
+    scale = BENCH.parent / "scale.py"
+    done = subprocess.run(
+        [sys.executable, str(scale), "--smoke"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scale: 21 rows, 0 problems" in done.stdout  # 7 shapes, to JSONL and OTLP (2 queues)
+    rows = json.loads(done.stdout.splitlines()[-1])
+    assert {row["path"] for row in rows} == {"jsonl", "otlp", "otlp-bigq"}
+    assert {(row["threads"], row["attributes"], row["depth"]) for row in rows} >= {
+        (16, 10, 1),
+        (1, 100, 1),
+        (1, 10, 100),
+    }
+    for row in rows:
+        assert row["made"] > 0 and row["arrived"] == row["made"], row
+        assert not any(row["dropped"].values()), row
 
 
 @pytest.mark.slow
