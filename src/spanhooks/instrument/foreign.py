@@ -127,11 +127,13 @@ class ForeignSpanBridge(SpanProcessor):
 
 def _operation(span: ReadableSpan) -> str | None:
     """The GenAI operation of a span some other instrumentation made, else None."""
+    if event_set_of(span) is not None:  # first: spanhooks' own spans are most, and it is cheap
+        return None
     attributes = span.attributes
     if not attributes:
         return None
     operation = attributes.get("gen_ai.operation.name")
-    if not isinstance(operation, str) or event_set_of(span) is not None:
+    if not isinstance(operation, str):
         return None
     if attributes.get(STACKED_ATTRIBUTE) == "inner":  # a call spanhooks' own span dispatched
         return None

@@ -56,10 +56,10 @@ class Pipeline(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         stacked = self.stacked
         if stacked is not None:
-            if stacked.absorbs(span):
-                return
-            span = stacked.reparented(span)
-            stacked.forget(span)
+            kept = stacked.on_end(span)
+            if kept is None:
+                return  # merged into its outer span
+            span = kept
         pattern = installed_pattern()
         if pattern is not None:
             span = redacted(span, pattern)

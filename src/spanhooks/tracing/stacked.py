@@ -91,6 +91,18 @@ class StackedSpans:
         parent.set_attribute(STACKED_ATTRIBUTE, "merged")
         return True
 
+    def on_end(self, span: ReadableSpan) -> ReadableSpan | None:
+        """``span`` as setup's processors are to see it: None for a merged inner span (its
+        attributes now on the outer one), a child of one re-parented to the outer span, else
+        ``span`` itself (one emptiness check while no call is stacked)."""
+        if not self._outer:
+            return span
+        if self.absorbs(span):
+            return None
+        span = self.reparented(span)
+        self.forget(span)
+        return span
+
     def absorbs(self, span: ReadableSpan) -> bool:
         """Whether ``span`` (ended) is merged into its outer span, which it is now."""
         if not self._outer:
