@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import spanhooks
 from spanhooks.ops import PollingManager
 from spanhooks.testing import Capture
 
@@ -43,6 +44,21 @@ def test_a_task_runs_repeatedly_and_each_run_is_a_span(
     assert three.wait(5)
     wait_for(lambda: polling.get_task_status("db_health")["successes"] >= 3)
     assert any(span.name == "poll db_health" for span in spanhooks_capture.spans())
+
+
+def test_a_task_registered_in_a_session_runs_in_it_as_a_trace_of_its_own(
+    polling: PollingManager, spanhooks_capture: Capture
+) -> None:
+    ran = threading.Event()
+    tracer = spanhooks_capture.provider.get_tracer("app")
+    with spanhooks.session("ops-1", user_id="ops"), tracer.start_as_current_span("startup"):
+        polling.register_polling_task("queue_depth", ran.set, interval=60)
+    assert ran.wait(5)
+    wait_for(lambda: spanhooks_capture.spans("poll queue_depth"))
+    [run] = spanhooks_capture.spans("poll queue_depth")
+    attributes = run.attributes or {}
+    assert (attributes["session.id"], attributes["user.id"]) == ("ops-1", "ops")
+    assert run.parent is None
 
 
 def test_async_callbacks_run_to_completion(polling: PollingManager) -> None:

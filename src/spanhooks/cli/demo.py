@@ -294,7 +294,8 @@ def _install_operations(manager: CallbackManager, stats: DemoStats) -> EventRout
 def run_demo(manager: CallbackManager, duration: float = 0.0) -> DemoStats:
     """Run the simulated agent once, or repeatedly until ``duration`` seconds have passed."""
     stats = install_demo_callbacks(manager)
-    router = _install_operations(manager, stats)
+    with session("demo-operations"):  # the periodic checks' runs carry it (ops/polling.py)
+        router = _install_operations(manager, stats)
     deadline = time.monotonic() + duration
     meeting_id = 1
     while True:

@@ -7,7 +7,9 @@ the next run is scheduled from when the last one finished, skipping missed ticks
 a span (``poll {name}``, or ``{span_prefix} {name}``) with the task's name
 (``spanhooks.polling.task``) and outcome, and is counted for ``/metrics``; ``on_result`` hears
 the run while its span is still current, so what it records lands on that span. The callback's
-result is not recorded (it is the application's data).
+result is not recorded (it is the application's data). A run carries the W3C baggage that was
+current where its task was registered (a ``spanhooks.session(...)``'s ids, so its span is the
+session's too), but not the span that was: each run is a trace of its own.
 
 Threading contract: callbacks run on the pool's threads (async callbacks on that thread's own
 event loop, through the dispatch core); registering, pausing and stopping are safe from any
@@ -25,7 +27,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 from prometheus_client.core import Metric
 
@@ -76,6 +80,8 @@ class _Task:
     max_retries: int
     retry_delay: float
     registration: Registration
+    baggage: Context | None = None
+    """The baggage current at registration (a session's ids), which every run carries."""
     state: TaskState = TaskState.SCHEDULED
     next_run: float = 0.0
     runs: int = 0
@@ -179,7 +185,9 @@ class PollingManager:
             registration = self._dispatcher.add(
                 callback, {name: callback}, timeout=timeout, name=f"poll:{name}"
             )
-            task = _Task(name, float(interval), condition, max_retries, delay, registration)
+            task = _Task(
+                name, float(interval), condition, max_retries, delay, registration, _baggage()
+            )
             task.state = TaskState.SCHEDULED if start else TaskState.STOPPED
             task.next_run = time.monotonic()
             self._tasks[name] = task
@@ -283,6 +291,14 @@ class PollingManager:
                     return
 
     def _run(self, task: _Task) -> None:
+        token = otel_context.attach(task.baggage) if task.baggage is not None else None
+        try:
+            self._run_in_context(task)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    def _run_in_context(self, task: _Task) -> None:
         started = time.monotonic()
         if task.condition is not None and not self._condition_holds(task):
             self._finish(task, Outcome.SKIPPED, None, started, None)
@@ -395,3 +411,14 @@ def register_polling_task(
     return get_polling_manager().register_polling_task(
         name, callback, interval, condition, **options
     )
+
+
+def _baggage() -> Context | None:
+    """A context holding only the current baggage, or None when there is none."""
+    entries = baggage.get_all()
+    if not entries:
+        return None
+    context = Context()
+    for key, value in entries.items():
+        context = baggage.set_baggage(key, value, context)
+    return context
