@@ -141,9 +141,8 @@ class Dispatcher(RouteTable[K]):
         if depth >= MAX_DEPTH:
             return self._too_deep(key, mode)
         token = _depth.set(depth + 1)
-        collect = mode is _COLLECT
-        pipe = mode is _PIPE
-        results: list[Any] | None = [] if collect else None
+        # ALL (every event) keeps no results: the loop's one extra test is ``mode is _ALL``
+        results: list[Any] | None = [] if mode is _COLLECT else None
         started = time.perf_counter() if self.timed else 0.0
         try:
             for route in routes:
@@ -152,23 +151,27 @@ class Dispatcher(RouteTable[K]):
                         result = self._call_special(route, key, args, kwargs, span)
                     elif route.passes_key:
                         result = route.fn(key, *args, **kwargs)
-                    else:
+                    elif kwargs:
                         result = route.fn(*args, **kwargs)
+                    else:
+                        result = route.fn(*args)
                 except Exception as exc:
                     self._failed(route, key, exc, span)
                     continue
+                if mode is _ALL:
+                    continue
                 if results is not None:
                     results.append(result)
-                elif pipe:
-                    if result is None:
-                        return None
+                elif result is None:  # PIPE: a callback dropped the value
+                    return None
+                else:
                     args = (result, *args[1:])
         finally:
             _depth.reset(token)
             if started:
                 with contextlib.suppress(Exception):
                     self.observer.dispatched(key, time.perf_counter() - started, span)
-        if pipe:
+        if mode is _PIPE:
             return args[0] if args else None
         return results
 

@@ -359,14 +359,15 @@ class CallbackManager:
         counts = self._metrics.counts
         if counts is not None:
             next(counts[spec])
-        routes = self._dispatcher.table.get(spec, ())
+        dispatcher = self._dispatcher
+        routes = dispatcher.table.get(spec, ())
         recorder = self._recorder
         tracer = recorder.tracer
         if tracer is None and _watch.maybe_set:
             tracer = recorder.find_tracer()
         if tracer is None:
             if routes:
-                self._dispatcher.dispatch(routes, spec.identity, args, kwargs)
+                dispatcher.dispatch(routes, spec.identity, args, kwargs)
             if self._history is not None:
                 self._remember(spec, None)
             return None
@@ -376,7 +377,7 @@ class CallbackManager:
             if frame is not None and spec.payload_type is not None and args:
                 _measure(args[0], frame.opened)
             if routes:
-                self._dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
+                dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
         finally:
             if frame is not None:
                 recorder.finish(spec, bound, frame, token)
