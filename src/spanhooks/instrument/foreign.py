@@ -20,7 +20,6 @@ that ended it; callbacks run there, isolated by the dispatch core.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ from opentelemetry.trace import StatusCode
 
 from spanhooks.callbacks.manager import CallbackManager
 from spanhooks.events.scope import event_set_of
+from spanhooks.tracing.content_events import structured
 from spanhooks.tracing.stacked import STACKED_ATTRIBUTE
 from spanhooks.vocab.genai import GenAIEvent
 
@@ -77,7 +77,7 @@ class ForeignSpanBridge(SpanProcessor):
                 request = _request(attributes)
                 messages = self._content(attributes, "gen_ai.input.messages")
                 if messages is not None:
-                    request["messages"] = _parsed(messages)
+                    request["messages"] = structured(messages)
                 manager.notify(
                     GenAIEvent.LLM_START,
                     _model(attributes, "gen_ai.request.model"),
@@ -106,7 +106,7 @@ class ForeignSpanBridge(SpanProcessor):
                 response = _response(attributes)
                 messages = self._content(attributes, "gen_ai.output.messages")
                 if messages is not None:
-                    response["messages"] = _parsed(messages)
+                    response["messages"] = structured(messages)
                 manager.notify(GenAIEvent.LLM_END, model, response, error)
         elif operation == "execute_tool":
             if manager.has_callbacks(GenAIEvent.TOOL_CALL_END):
@@ -183,16 +183,6 @@ def _response(attributes: Mapping[str, Any]) -> dict[str, Any]:
     if usage:
         response["usage"] = usage
     return response
-
-
-def _parsed(value: Any) -> Any:
-    """A JSON attribute (the conventions' messages) as data; as it is if it is not JSON."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _error(span: ReadableSpan) -> str | None:

@@ -21,7 +21,6 @@ import importlib.util
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client.core import Metric
@@ -32,6 +31,7 @@ from spanhooks.metrics.families import (
     counter,
     register_source,
 )
+from spanhooks.util.readable import replaced
 
 __all__ = ["COST_ATTRIBUTE", "Prices", "priced"]
 
@@ -162,24 +162,7 @@ def priced(span: ReadableSpan, prices: Prices) -> ReadableSpan:
     _counts.add(provider or "unknown", model, cost)
     if cost is None:
         return span
-    return _with_attribute(span, COST_ATTRIBUTE, cost)
-
-
-def _with_attribute(span: ReadableSpan, key: str, value: Any) -> ReadableSpan:
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes={**(span.attributes or {}), key: value},
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return replaced(span, attributes={**(span.attributes or {}), COST_ATTRIBUTE: cost})
 
 
 class _Counts:

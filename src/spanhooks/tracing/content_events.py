@@ -30,6 +30,7 @@ from opentelemetry.trace import NonRecordingSpan
 
 from spanhooks.events.scope import event_set_of
 from spanhooks.tracing.attributes import ContentCapture
+from spanhooks.util.readable import replaced
 
 if TYPE_CHECKING:
     from opentelemetry._logs import Logger
@@ -43,6 +44,7 @@ __all__ = [
     "SYSTEM_INSTRUCTIONS",
     "TOOL_DEFINITIONS",
     "ContentEvents",
+    "structured",
 ]
 
 INPUT_MESSAGES = "gen_ai.input.messages"
@@ -120,7 +122,7 @@ class ContentEvents:
         details: dict[str, Any] = {key: attributes[key] for key in _DETAILS if key in attributes}
         for key in MESSAGE_ATTRIBUTES:
             if key in attributes:
-                details[key] = _structured(attributes[key])
+                details[key] = structured(attributes[key])
         context = trace.set_span_in_context(NonRecordingSpan(span.context))
         self.logger.emit(
             LogRecord(
@@ -133,7 +135,7 @@ class ContentEvents:
         next(self.sent)
 
 
-def _structured(value: Any) -> Any:
+def structured(value: Any) -> Any:
     """A JSON attribute as the structure it encodes (a log record's attributes may nest)."""
     if isinstance(value, str):
         try:
@@ -154,17 +156,8 @@ def _kept(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _without_content(span: ReadableSpan) -> ReadableSpan:
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
+    return replaced(
+        span,
         attributes=_kept(span.attributes),
         events=[Event(e.name, _kept(e.attributes), e.timestamp) for e in span.events],
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
     )

@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, Status
 
+from spanhooks.util.readable import replaced
 from spanhooks.util.redaction import REDACTED
 
 __all__ = ["redacted"]
@@ -32,11 +33,9 @@ def redacted(span: ReadableSpan, pattern: re.Pattern[str]) -> ReadableSpan:
     status = span.status
     if status.description:
         status = Status(status.status_code, pattern.sub(REDACTED, status.description))
-    return ReadableSpan(
+    return replaced(
+        span,
         name=pattern.sub(REDACTED, span.name),
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
         attributes=_scrubbed(span.attributes, pattern),
         events=[
             Event(
@@ -47,11 +46,7 @@ def redacted(span: ReadableSpan, pattern: re.Pattern[str]) -> ReadableSpan:
             for event in span.events
         ],
         links=[Link(link.context, _scrubbed(link.attributes, pattern)) for link in span.links],
-        kind=span.kind,
         status=status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
     )
 
 

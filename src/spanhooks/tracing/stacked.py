@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 
 from spanhooks.events.scope import event_set_of
 from spanhooks.tracing.spans import FRAME_KEY, Frame
+from spanhooks.util.readable import replaced
 
 __all__ = ["STACKED_ATTRIBUTE", "STACKED_MODES", "STACKED_SCOPE_ATTRIBUTE", "StackedSpans"]
 
@@ -131,20 +132,7 @@ class StackedSpans:
         outer = self._outer.get(parent.span_id)
         if outer is None:
             return span
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=outer.get_span_context(),
-            resource=span.resource,
-            attributes=span.attributes,
-            events=span.events,
-            links=span.links,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        return replaced(span, parent=outer.get_span_context())
 
     def forget(self, span: ReadableSpan) -> None:
         """Drop the pairs whose outer span ``span`` is, now that it ended."""
