@@ -72,7 +72,6 @@ from spanhooks.ops.messaging import (
     invoke_handler,
     invoke_handler_sync,
     messaging_tracer,
-    recorded,
     register_conversation_handler,
     register_message_notification_handler,
     register_one_way_handler,
@@ -232,7 +231,7 @@ def _send_span(
     return messaging_tracer().start_as_current_span(
         f"send {kind.value}",
         kind=span_kind,
-        attributes=recorded(values, policy),
+        attributes=policy.recorded(values),
         record_exception=False,
     )
 
@@ -322,7 +321,7 @@ class Conversation(Generic[T_Conversation]):
                 self._waiting[sender_id] -= 1
             policy = active_policy()
             if response is not None and policy.capture_content:
-                span.set_attributes(recorded({"spanhooks.messaging.response": response}, policy))
+                span.set_attributes(policy.recorded({"spanhooks.messaging.response": response}))
             return response
 
     async def send_no_wait(self, sender_id: str, receiver_id: str, message: T_Conversation) -> int:
@@ -491,7 +490,7 @@ class MeetingManager(Generic[T_Meeting]):
             }
             if policy.capture_content:
                 values["spanhooks.messaging.message"] = message
-            span.add_event("meeting.message", recorded(values, policy))
+            span.add_event("meeting.message", policy.recorded(values))
         await self._change_turn(meeting, next_speaker or self._following(meeting, speaker_id))
         return message_id
 

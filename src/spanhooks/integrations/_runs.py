@@ -26,7 +26,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from spanhooks.callbacks.manager import CallbackManager
-from spanhooks.tracing.attributes import coerce
 from spanhooks.tracing.spans import record_failure
 from spanhooks.util.log import rate_limited
 
@@ -117,14 +116,7 @@ def annotate(manager: CallbackManager, span: trace.Span, attributes: Mapping[str
     redacted by ``manager``'s policy; None values left out."""
     if not attributes or not span.is_recording():
         return
-    policy = manager.attribute_policy
-    clean = {}
-    for key, value in attributes.items():
-        coerced = coerce(value, policy) if value is not None else None
-        if coerced is not None:
-            clean[key] = coerced
-    if policy.redactor is not None:
-        clean = policy.redact(clean)
+    clean = manager.attribute_policy.recorded(attributes)
     if clean:
         span.set_attributes(clean)
 

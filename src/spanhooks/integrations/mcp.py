@@ -280,16 +280,6 @@ def _tracer(manager: CallbackManager) -> Tracer:
     return tracer
 
 
-def _clean(policy: AttributePolicy, attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """``attributes`` as spanhooks records any: coerced and bounded, None left out, redacted."""
-    clean = {}
-    for key, value in attributes.items():
-        coerced = coerce(value, policy) if value is not None else None
-        if coerced is not None:
-            clean[key] = coerced
-    return policy.redact(clean) if policy.redactor is not None else clean
-
-
 def _name(policy: AttributePolicy, method: str, target: str | None) -> str:
     """``{mcp.method.name} {target}``, scrubbed and bounded as every spanhooks span name."""
     return bounded_name(policy.scrub(f"{method} {target}" if target else method))
@@ -387,7 +377,7 @@ def _begin(
         name,
         context=parent,
         kind=kind,
-        attributes=_clean(manager.attribute_policy, attributes),
+        attributes=manager.attribute_policy.recorded(attributes),
         links=links,
     )
     call.span = span
@@ -511,7 +501,7 @@ def _outcome(call: _Call, span: trace.Span, result: Any, error: BaseException | 
         succeeded = error is None and tool_error is None
         if call.tool is not None and succeeded and manager.capture_content:
             attributes[gen_ai.GEN_AI_TOOL_CALL_RESULT] = _tool_output(result)
-        clean = _clean(manager.attribute_policy, attributes)
+        clean = manager.attribute_policy.recorded(attributes)
         if clean:
             span.set_attributes(clean)
         _failed(manager.attribute_policy, span, error, tool_error)

@@ -66,7 +66,6 @@ thread-safe.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import types
@@ -82,6 +81,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.integrations._framework import install_hint, load, supported_range, unsupported
 from spanhooks.integrations._runs import MAX_OPEN_RUNS, Runs, isolated, model_output
+from spanhooks.tracing.content_events import structured
 from spanhooks.vocab._genai import field as read
 from spanhooks.vocab.genai import GenAIEvent
 
@@ -296,7 +296,7 @@ class _Processor:
             attributes[gen_ai.GEN_AI_TOOL_TYPE] = "extension" if mcp else "function"
             attributes["openai_agents.mcp.server"] = read(mcp, "server")
             attributes[gen_ai.GEN_AI_TOOL_CALL_ID] = call.get("id")
-            return GenAIEvent.TOOL_CALL_START, (tool, _arguments(call.get("arguments")))
+            return GenAIEvent.TOOL_CALL_START, (tool, structured(call.get("arguments")))
         if kind == "task":  # one Runner run inside the trace
             record.run = span_id
             return GenAIEvent.TASK_START, (f"run {name}" if name else "run", None)
@@ -478,16 +478,6 @@ def _names(values: Any) -> list[str] | None:
     if not isinstance(values, list | tuple) or not values:
         return None
     return [str(value) for value in values]
-
-
-def _arguments(arguments: Any) -> Any:
-    """A tool call's JSON arguments as a dict, as tools receive them (else as they are)."""
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments)
-        except ValueError:
-            return arguments
-    return arguments
 
 
 def _model_result(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:

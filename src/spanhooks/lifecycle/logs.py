@@ -57,21 +57,12 @@ def start_log_export(
     ):
         logger.debug("spanhooks' log records already reach an OpenTelemetry handler")
         return None
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
     counted: list[_CountedLogExporter] = []
     if "otlp" in exporters:
         counted.append(_CountedLogExporter(otlp.log_exporter(*otlp_args), "otlp"))
     if "console" in exporters:
         counted.append(_CountedLogExporter(_console_log_exporter(), "console"))
-    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    for exporter in counted:
-        # Duck-typed as an exporter: subclassing would import the logs SDK with spanhooks.
-        provider.add_log_record_processor(
-            BatchLogRecordProcessor(cast("LogRecordExporter", exporter))
-        )
-    return LogExport(provider, counted)
+    return LogExport(_provider(resource, counted), counted)
 
 
 def start_event_export(
@@ -82,20 +73,26 @@ def start_event_export(
     """The logs pipeline for the GenAI content events: to the JSONL file (``jsonl``, the
     span file's :class:`~spanhooks.export.jsonl_logs.JsonlLogExporter`) and over OTLP when
     ``otlp_args`` is given; its records are counted with spanhooks' own log records."""
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
     counted: list[_CountedLogExporter] = []
     if jsonl is not None:
         counted.append(_CountedLogExporter(jsonl, "jsonl"))
     if otlp_args is not None:
         counted.append(_CountedLogExporter(otlp.log_exporter(*otlp_args), "otlp"))
+    return LogExport(_provider(resource, counted), counted, handler=False)
+
+
+def _provider(resource: Resource, counted: Sequence[_CountedLogExporter]) -> LoggerProvider:
+    """A LoggerProvider of spanhooks' own with one batch processor per exporter."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     for exporter in counted:
+        # Duck-typed as an exporter: subclassing would import the logs SDK with spanhooks.
         provider.add_log_record_processor(
             BatchLogRecordProcessor(cast("LogRecordExporter", exporter))
         )
-    return LogExport(provider, counted, handler=False)
+    return provider
 
 
 class LogExport:

@@ -295,8 +295,9 @@ def setup(
     global _active
     # bad values are refused here, before anything is set up
     mode = content_capture(capture_content)
-    stacked = stacked_spans or os.environ.get("SPANHOOKS_STACKED_SPANS", "").strip() or "merge"
-    StackedSpans(stacked)  # raises for a mode it does not know
+    stacked = StackedSpans(  # raises for a mode it does not know
+        stacked_spans or os.environ.get("SPANHOOKS_STACKED_SPANS", "").strip() or "merge"
+    )
     _check_arguments(
         otlp_timeout,
         shutdown_timeout,
@@ -338,7 +339,7 @@ def setup(
             provider.resource, otlp.exporters("LOGS", otlp_endpoint), otlp_args
         )
         # first: the others see the session's ids
-        _add(telemetry, SessionSpanProcessor(), _price_table(prices), StackedSpans(stacked))
+        _add(telemetry, SessionSpanProcessor(), _price_table(prices), stacked)
         if multiprocess_dir() is not None:  # every worker mirrors; one serves the sum
             target.enable_metrics()
             _add(telemetry, SpanMetricsProcessor())
@@ -365,7 +366,7 @@ def setup(
             "redactor": redactor,
             "redact_patterns": policy.redact_patterns,
             "foreign_spans": foreign_spans,
-            "stacked_spans": stacked,
+            "stacked_spans": stacked.mode,
         }
         _add(telemetry, CallbackSpanProcessor(target.spans))
         if (

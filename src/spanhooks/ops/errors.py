@@ -38,7 +38,7 @@ from prometheus_client.core import Metric
 from spanhooks.callbacks.dispatch import Dispatcher
 from spanhooks.callbacks.routes import Route
 from spanhooks.metrics.families import ERRORS, counter, register_source
-from spanhooks.tracing.attributes import AttributePolicy, active_policy, coerce
+from spanhooks.tracing.attributes import AttributePolicy, active_policy
 from spanhooks.tracing.failures import error_description, exception_attributes, exception_type_name
 from spanhooks.tracing.spans import live_context
 from spanhooks.util.lazy import ProcessWide
@@ -316,7 +316,7 @@ class ErrorHandler:
             ids["error.operation"] = operation
         if not span.is_recording():
             span = own = self._tracer.start_span(
-                f"handle_error {where.value}", context=ctx, attributes=recorded(ids, policy)
+                f"handle_error {where.value}", context=ctx, attributes=policy.recorded(ids)
             )
         attributes = dict(ids)
         if metadata and policy.capture_content:  # metadata may carry payloads: content
@@ -324,7 +324,7 @@ class ErrorHandler:
         # The stack trace is content (it quotes source lines and locals' reprs in frames):
         # recorded only when the policy captures content, as prompts are.
         recorded_exception = exception_attributes(error, policy, stacktrace=policy.capture_content)
-        span.add_event("exception", {**recorded_exception, **recorded(attributes, policy)})
+        span.add_event("exception", {**recorded_exception, **policy.recorded(attributes)})
         span.set_attribute("error.type", kind)
         span.set_status(Status(StatusCode.ERROR, error_description(error, policy)))
         sc = span.get_span_context()
@@ -364,13 +364,6 @@ class ErrorHandler:
             return
         text = policy.scrub(traceback_text(error).rstrip())
         self._logger.log(_LOG_LEVELS[level], "%s error in %s\n%s", level.value, label, text)
-
-
-def recorded(attributes: Mapping[str, Any], policy: AttributePolicy) -> dict[str, Any]:
-    """What a subsystem may record of ``attributes`` under ``policy``: each value bounded and
-    scrubbed by its ``redact_patterns`` (:func:`coerce`), then passed through its redactor."""
-    coerced = {key: coerce(value, policy) for key, value in attributes.items()}
-    return policy.redact({key: value for key, value in coerced.items() if value is not None})
 
 
 @contextmanager

@@ -48,7 +48,6 @@ from spanhooks.metrics.families import (
     gauge,
     register_source,
 )
-from spanhooks.ops.errors import recorded
 from spanhooks.ops.polling import PollingManager
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.tracing.bounds import MAX_STATUS_DESCRIPTION_LENGTH
@@ -380,11 +379,11 @@ def _trace_result(
     policy = active_policy()  # messages may quote what redaction must hide
     ids = {"health.component": entry.component, "health.status": entry.status.value}
     span.set_attributes(
-        recorded({**ids, "health.critical": critical, "health.message": entry.message}, policy)
+        policy.recorded({**ids, "health.critical": critical, "health.message": entry.message})
     )
     if entry.status is not previous:
         change = {**ids, "health.previous_status": previous.value}
-        span.add_event("health.status_change", recorded(change, policy))
+        span.add_event("health.status_change", policy.recorded(change))
     if alert is not None:
         raised = {
             **ids,
@@ -392,7 +391,7 @@ def _trace_result(
             "health.alert.severity": alert.severity.value,
             "health.alert.message": alert.message,
         }
-        span.add_event("health.alert", recorded(raised, policy))
+        span.add_event("health.alert", policy.recorded(raised))
     if entry.status is HealthStatus.UNHEALTHY:
         description = truncate(policy.scrub(entry.message), MAX_STATUS_DESCRIPTION_LENGTH)
         span.set_status(Status(StatusCode.ERROR, description))

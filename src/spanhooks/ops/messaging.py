@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -51,7 +51,7 @@ from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, DispatchObser
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.callbacks.routes import Registration
 from spanhooks.metrics.families import MESSAGES_HANDLED, counter, register_source
-from spanhooks.tracing.attributes import AttributePolicy, active_policy, coerce
+from spanhooks.tracing.attributes import active_policy
 from spanhooks.tracing.failures import error_description, exception_type_name
 from spanhooks.util.log import logger as _log
 from spanhooks.vocab.meeting import MEETING, MeetingEvent, MeetingEventType
@@ -66,7 +66,6 @@ __all__ = [
     "invoke_handler",
     "invoke_handler_sync",
     "messaging_tracer",
-    "recorded",
     "register_conversation_handler",
     "register_message_notification_handler",
     "register_one_way_handler",
@@ -147,13 +146,6 @@ def messaging_tracer() -> Tracer:
     tracer = trace.get_tracer("spanhooks.messaging", tracer_provider=provider)
     _tracers = (provider, tracer)
     return tracer
-
-
-def recorded(attributes: Mapping[str, Any], policy: AttributePolicy) -> dict[str, Any]:
-    """What may be recorded of ``attributes`` under ``policy``: each value bounded and
-    scrubbed by its ``redact_patterns``, None left out, then passed through its redactor."""
-    coerced = {key: coerce(value, policy) for key, value in attributes.items()}
-    return policy.redact({key: value for key, value in coerced.items() if value is not None})
 
 
 def _count(context: HandlerContext, outcome: str) -> None:
@@ -264,7 +256,7 @@ def _processing(
         with messaging_tracer().start_as_current_span(
             f"process {context.value}",
             kind=SpanKind.CONSUMER,
-            attributes=recorded(attributes, policy),
+            attributes=policy.recorded(attributes),
             record_exception=False,
         ) as span:
             yield span, invocation
@@ -283,7 +275,7 @@ def _result(span: Span, results: list[Any] | None) -> Any:
     result = results[0] if results else None
     policy = active_policy()
     if result is not None and policy.capture_content and span.is_recording():
-        span.set_attributes(recorded({"spanhooks.messaging.response": result}, policy))
+        span.set_attributes(policy.recorded({"spanhooks.messaging.response": result}))
     return result
 
 
@@ -421,9 +413,8 @@ class MeetingEventHandler:
                 turn = self._tracer.start_span(
                     "speaking_turn",
                     context=trace.set_span_in_context(meeting),
-                    attributes=recorded(
-                        {"meeting.id": str(event.meeting_id), "meeting.speaker_id": speaker},
-                        policy,
+                    attributes=policy.recorded(
+                        {"meeting.id": str(event.meeting_id), "meeting.speaker_id": speaker}
                     ),
                 )
                 with self._lock:

@@ -44,7 +44,6 @@ from spanhooks.metrics.families import (
     gauge,
     register_source,
 )
-from spanhooks.ops.errors import recorded
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.tracing.bounds import bounded_name
 from spanhooks.util import checks
@@ -309,7 +308,7 @@ class PollingManager:
         policy = active_policy()
         with self._tracer.start_as_current_span(
             bounded_name(policy.scrub(f"{self._span_prefix} {task.name}")),
-            attributes=recorded({"spanhooks.polling.task": task.name}, policy),
+            attributes=policy.recorded({"spanhooks.polling.task": task.name}),
         ) as span:
             results = self._dispatcher.dispatch(
                 routes, task.name, (), {}, span, DispatchMode.COLLECT

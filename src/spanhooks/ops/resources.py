@@ -42,7 +42,6 @@ from prometheus_client.core import Metric
 from spanhooks.callbacks.dispatch import Dispatcher
 from spanhooks.callbacks.routes import Registration
 from spanhooks.metrics.families import CLEANUPS, CLEANUPS_PENDING, counter, gauge, register_source
-from spanhooks.ops.errors import recorded
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.util import checks
 from spanhooks.util.forksafe import renew_in_child
@@ -248,7 +247,7 @@ class ResourceManager:
         }
         return self._tracer.start_as_current_span(
             f"cleanup {meta.resource_type.value}",
-            attributes=recorded(attributes, active_policy()),
+            attributes=active_policy().recorded(attributes),
         )
 
     def _outcome(

@@ -30,7 +30,7 @@ from prometheus_client.core import Metric
 from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode
 from spanhooks.callbacks.routes import Route, is_async_callable
 from spanhooks.metrics.families import ROUTER_EVENTS, counter, register_source
-from spanhooks.ops.errors import own_span, recorded
+from spanhooks.ops.errors import own_span
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.tracing.bounds import bounded_name
 from spanhooks.tracing.spans import live_context
@@ -172,9 +172,7 @@ class EventRouter:
         own = self._tracer.start_span(
             bounded_name(policy.scrub(f"route {event_type}")),
             context=ctx,
-            attributes=recorded(
-                {"router.name": self.name, "router.event_type": event_type}, policy
-            ),
+            attributes=policy.recorded({"router.name": self.name, "router.event_type": event_type}),
         )
         return own, own
 
@@ -231,12 +229,12 @@ class EventRouter:
         }
         if own is not None:
             own.set_attributes(
-                recorded({"router.handlers": handlers, "router.outcome": outcome}, policy)
+                policy.recorded({"router.handlers": handlers, "router.outcome": outcome})
             )
         attributes = dict(ids)
         if policy.capture_content and data is not None:
             attributes["router.data"] = data
-        span.add_event("router.event", recorded(attributes, policy))
+        span.add_event("router.event", policy.recorded(attributes))
         if outcome == _UNHANDLED:
             logger.debug("%s: no handler for event type %r", self.name, event_type)
         return outcome == _HANDLED

@@ -34,7 +34,7 @@ from prometheus_client.core import Metric
 from spanhooks.callbacks.dispatch import Dispatcher
 from spanhooks.callbacks.manager import CallbackManager, get_callback_manager
 from spanhooks.metrics.families import SESSIONS, gauge, register_source
-from spanhooks.ops.errors import own_span, recorded
+from spanhooks.ops.errors import own_span
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.tracing.bounds import MAX_STATUS_DESCRIPTION_LENGTH
 from spanhooks.tracing.spans import live_context
@@ -249,12 +249,12 @@ class SessionState:
             span = own = self._tracer.start_span(
                 f"session {new.value}",
                 context=ctx,
-                attributes=recorded({**ids, "session.status": new.value}, policy),
+                attributes=policy.recorded({**ids, "session.status": new.value}),
             )
             if new is SessionStatus.ERROR:  # our own span: the session's failure is its status
                 reason = policy.scrub(transition.reason or "session entered error")
                 span.set_status(Status(StatusCode.ERROR, reason[:MAX_STATUS_DESCRIPTION_LENGTH]))
-        span.add_event("session.status_change", recorded(attributes, policy))
+        span.add_event("session.status_change", policy.recorded(attributes))
         with own_span(own):
             self._manager.trigger(
                 "on_state_change", user_id=self.user_id, old_state=old.value, new_state=new.value

@@ -269,6 +269,17 @@ class AttributePolicy:
             return attrs
         return dict(itertools.islice(attrs.items(), max(0, room)))
 
+    def recorded(self, attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
+        """What may be recorded of ``attributes`` set by hand (a subsystem's, an integration's):
+        each value coerced and bounded (and scrubbed by ``redact_patterns``), None left out,
+        then passed through the redactor, as :meth:`build` does for an event's."""
+        kept = {}
+        for key, value in attributes.items():
+            coerced = coerce(value, self) if value is not None else None
+            if coerced is not None:
+                kept[key] = coerced
+        return self.redact(kept) if self.redactor is not None else kept
+
     def redact(self, attrs: Mapping[str, Any]) -> dict[str, AttributeValue]:
         """Run the redactor over built attributes; what it returns is coerced and bounded."""
         redactor = self.redactor

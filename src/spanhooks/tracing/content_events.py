@@ -116,7 +116,7 @@ class ContentEvents:
         return span
 
     def _send(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
-        from opentelemetry._logs import LogRecord
+        from opentelemetry._logs import LogRecord  # the logs API, only once events are on
 
         assert self.logger is not None
         details: dict[str, Any] = {key: attributes[key] for key in _DETAILS if key in attributes}

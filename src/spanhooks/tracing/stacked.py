@@ -98,13 +98,13 @@ class StackedSpans:
         ``span`` itself (one emptiness check while no call is stacked)."""
         if not self._outer:
             return span
-        if self.absorbs(span):
+        if self._absorbs(span):
             return None
-        span = self.reparented(span)
-        self.forget(span)
+        span = self._reparented(span)
+        self._forget(span)
         return span
 
-    def absorbs(self, span: ReadableSpan) -> bool:
+    def _absorbs(self, span: ReadableSpan) -> bool:
         """Whether ``span`` (ended) is merged into its outer span, which it is now."""
         if not self._outer:
             return False
@@ -124,7 +124,7 @@ class StackedSpans:
                 outer.add_event(event.name, event.attributes, event.timestamp)
         return True
 
-    def reparented(self, span: ReadableSpan) -> ReadableSpan:
+    def _reparented(self, span: ReadableSpan) -> ReadableSpan:
         """``span`` with a merged span's place as parent taken by the outer span."""
         parent = span.parent
         if parent is None or not self._outer:
@@ -134,7 +134,7 @@ class StackedSpans:
             return span
         return replaced(span, parent=outer.get_span_context())
 
-    def forget(self, span: ReadableSpan) -> None:
+    def _forget(self, span: ReadableSpan) -> None:
         """Drop the pairs whose outer span ``span`` is, now that it ended."""
         context = span.context
         if self._outer and context and (span.attributes or {}).get(STACKED_ATTRIBUTE) == "merged":

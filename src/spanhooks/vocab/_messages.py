@@ -16,7 +16,6 @@ Pure functions, safe from any thread; they run only when content capture is on.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -24,19 +23,14 @@ from typing import Any, TypeGuard
 
 from spanhooks.tracing.content_events import (
     INPUT_MESSAGES,
-    MESSAGE_ATTRIBUTES,
     OUTPUT_MESSAGES,
     SYSTEM_INSTRUCTIONS,
     TOOL_DEFINITIONS,
+    structured,
 )
 from spanhooks.vocab._genai import field
 
 __all__ = [
-    "INPUT_MESSAGES",
-    "MESSAGE_ATTRIBUTES",
-    "OUTPUT_MESSAGES",
-    "SYSTEM_INSTRUCTIONS",
-    "TOOL_DEFINITIONS",
     "chunk_text",
     "input_content",
     "input_messages",
@@ -344,10 +338,7 @@ def _tool_call(call: object) -> dict[str, Any]:
     (``call_id``) tool call as a ``tool_call`` part, its arguments parsed when they are JSON."""
     function = field(call, "function")
     source = function if function is not None else call
-    arguments = field(source, "arguments", "args", "input")
-    if isinstance(arguments, str):
-        with contextlib.suppress(ValueError):
-            arguments = json.loads(arguments)
+    arguments = structured(field(source, "arguments", "args", "input"))
     return {
         "type": "tool_call",
         "id": _str_or_none(field(call, "id", "call_id", "tool_call_id")),

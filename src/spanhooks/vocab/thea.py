@@ -26,8 +26,9 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 
 from spanhooks.events.spec import Bound, EventSet, EventSpec, point
 from spanhooks.tracing.attributes import active_policy
+from spanhooks.tracing.content_events import INPUT_MESSAGES
 from spanhooks.util.redaction import REDACTED
-from spanhooks.vocab._messages import INPUT_MESSAGES, text_messages
+from spanhooks.vocab._messages import text_messages
 
 __all__ = ["THEA", "TheaCallback"]
 """``undeclared_event`` is for managers that accept undeclared names (``spanhooks.compat.thea``),
