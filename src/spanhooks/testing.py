@@ -89,9 +89,11 @@ class Capture:
                 manager.use_tracer_provider(self.provider)
 
     def _recorder(self, manager: CallbackManager) -> Any:
-        """A generic callback that notes every event ``manager`` emits."""
+        """A generic callback that notes every event ``manager`` emits. Its ``event`` is
+        positional-only: an event may declare an argument of that name (the meeting set's
+        do), and an emit may pass it by keyword."""
 
-        def record(event: Any, *args: Any, **kwargs: Any) -> None:
+        def record(event: Any, /, *args: Any, **kwargs: Any) -> None:
             spec = manager.spec(event)
             self._events.append(CapturedEvent(spec.name, spec.event_set, args, kwargs))
 

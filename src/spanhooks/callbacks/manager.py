@@ -27,7 +27,7 @@ from spanhooks.callbacks.routes import Priority, Route
 from spanhooks.callbacks.stats import EventMetrics
 from spanhooks.events.spec import EventSet, EventSpec, Phase
 from spanhooks.tracing.attributes import AttributePolicy, capture_content_from_env
-from spanhooks.tracing.recorder import PROVIDER_WATCH, SpanRecorder, bind
+from spanhooks.tracing.recorder import PROVIDER_WATCH, SpanRecorder
 from spanhooks.tracing.spans import OpenSpans
 from spanhooks.util import checks
 from spanhooks.util.env import env_flag
@@ -371,16 +371,14 @@ class CallbackManager:
             if self._history is not None:
                 self._remember(spec, None)
             return None
-        bound = bind(spec, args, kwargs)
-        span, frame, token, new_id = recorder.begin(spec, args, bound, call_id)
+        plan = recorder.plans.get(spec) or recorder.plan(spec)
+        span, frame, token, new_id, bound = plan.begin(args, kwargs, call_id)
         try:
-            if frame is not None and spec.payload_type is not None and args:
-                _measure(args[0], frame.opened)
             if routes:
                 dispatcher.dispatch(routes, spec.identity, args, kwargs, span)
         finally:
             if frame is not None:
-                recorder.finish(spec, bound, frame, token)
+                plan.finish(frame, token, args, bound)
             if self._history is not None:
                 self._remember(spec, new_id)
         return new_id if spec.phase is _START else None
@@ -414,18 +412,16 @@ class CallbackManager:
                 self._remember(spec, None)
             return None
         recorder = self._recorder
-        bound = bind(spec, args, kwargs)
-        span, frame, token, new_id = recorder.begin(spec, args, bound, call_id)
+        plan = recorder.plans.get(spec) or recorder.plan(spec)
+        span, frame, token, new_id, bound = plan.begin(args, kwargs, call_id)
         try:
-            if frame is not None and spec.payload_type is not None and args:
-                _measure(args[0], frame.opened)
             if routes:
                 await dispatcher.dispatch_async(
                     routes, spec.identity, args, kwargs, span, concurrent=concurrent
                 )
         finally:
             if frame is not None:
-                recorder.finish(spec, bound, frame, token)
+                plan.finish(frame, token, args, bound)
             if self._history is not None:
                 self._remember(spec, new_id)
         return new_id if spec.phase is _START else None
@@ -480,17 +476,6 @@ class CallbackManager:
         self._history.append(
             EventRecord(time.time_ns(), spec.event_set, spec.name, spec.phase.value, call_id)
         )
-
-
-def _measure(event: object, opened: float) -> None:
-    """Give a typed end event whose ``duration`` is None the seconds since its call opened
-    (LogiLLM's ``ModuleEndEvent.duration``...), before its callbacks see it. A payload that
-    has no such field, or refuses the value (frozen, slotted), is left as it is."""
-    try:
-        if getattr(event, "duration", False) is None:
-            event.duration = time.monotonic() - opened  # type: ignore[attr-defined]
-    except Exception:  # a payload whose __getattr__ or __setattr__ raises
-        return
 
 
 _default = CallbackManager()

@@ -26,6 +26,7 @@ __all__ = [
     "end",
     "point",
     "start",
+    "template_fields",
 ]
 
 Bound = Mapping[str, Any]
@@ -174,7 +175,8 @@ def _check_identifier(what: str, name: object) -> None:
         raise ValueError(f"{what} must be a Python identifier, got {name!r}")
 
 
-def _template_fields(template: str) -> set[str]:
+def template_fields(template: str) -> set[str]:
+    """The argument names a span name template's fields refer to; ValueError if malformed."""
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -216,7 +218,7 @@ def _validate(spec: EventSpec, set_name: str) -> EventSpec:
                 f"{where}: {label} name unknown arguments {unknown}; args are {spec.args}"
             )
     if isinstance(spec.span_name, str):
-        unknown = sorted(_template_fields(spec.span_name) - known)
+        unknown = sorted(template_fields(spec.span_name) - known)
         if unknown:
             raise ValueError(
                 f"{where}: span name template {spec.span_name!r} uses unknown arguments {unknown}"

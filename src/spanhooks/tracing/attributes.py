@@ -257,6 +257,40 @@ class AttributePolicy:
             )
             return {}
 
+    def by_position(self, spec: EventSpec) -> Callable[[tuple[Any, ...]], dict[str, Any]] | None:
+        """:meth:`build` for an emit that passes exactly the declared arguments, positionally,
+        as a function of that tuple; None when the event needs its arguments by name (an
+        extractor runs, or a redactor), and so :meth:`build`.
+
+        Made once per event (the recorder keeps it per policy): each recorded argument's
+        position, key and redaction are looked up here, not per emit. Gives the attributes
+        :meth:`build` gives for the same arguments, and like it never raises.
+        """
+        if (
+            spec.extract is not None
+            or self.redactor is not None
+            or (self.capture_content and spec.extract_content is not None)
+        ):
+            return None
+        steps, _, _ = self._plans.get(spec) or self._plan(spec)
+        if len(steps) > self.max_attributes - _RESERVED_ATTRIBUTES:
+            return None  # build() stops at the room left; rare enough to leave to it
+        position = {arg: index for index, arg in enumerate(spec.args)}
+        placed = tuple((position[arg], key, redact) for arg, key, redact in steps)
+
+        def build(args: tuple[Any, ...]) -> dict[str, Any]:
+            attrs: dict[str, Any] = {}
+            for index, key, redact in placed:
+                if redact:
+                    attrs[key] = REDACTED
+                else:
+                    coerced = coerce(args[index], self)
+                    if coerced is not None:
+                        attrs[key] = coerced
+            return attrs
+
+        return build
+
     def fit(self, attrs: dict[str, AttributeValue], present: int) -> dict[str, AttributeValue]:
         """``attrs`` cut to what a span holding ``present`` attributes may still take.
 

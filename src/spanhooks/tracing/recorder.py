@@ -6,7 +6,8 @@ span event) and :meth:`SpanRecorder.finish` after them (an end's span is closed 
 raises: a failure to map an event is logged and the caller goes on.
 
 Threading: any thread may record. The tracer cache is replaced, never mutated, and a race
-between two first lookups only finds the same tracer twice; open spans live in the
+between two first lookups only finds the same tracer twice (and the same for two first plans
+of one event, kept in a dict whose single writes are atomic); open spans live in the
 :class:`~spanhooks.tracing.spans.OpenSpans` registry, which locks only when it must evict.
 """
 
@@ -30,6 +31,7 @@ from spanhooks.events.scope import scope_name
 from spanhooks.events.spec import EventSpec, Phase
 from spanhooks.tracing.attributes import AttributePolicy
 from spanhooks.tracing.context import CallContext
+from spanhooks.tracing.plans import EventPlan, bind, log_mapping_failure, plan_for
 from spanhooks.tracing.spans import Frame, OpenSpans, PointFrame, SpanMapper
 from spanhooks.util.forksafe import fork_safe_lock, renew_in_child
 from spanhooks.util.log import rate_limited
@@ -136,6 +138,8 @@ class SpanRecorder:
         self._provider = tracer_provider
         self._active_provider: TracerProvider | None = None
         self._tracers: dict[str, Tracer] = {}
+        self.plans: dict[EventSpec, EventPlan] = {}
+        """Each event's recording plan for the current tracer and policy (see :meth:`plan`)."""
         if tracer_provider is not None:
             self.find_tracer()
 
@@ -145,6 +149,8 @@ class SpanRecorder:
         if provider is None:
             return None
         self._active_provider = provider
+        self._tracers = {}
+        self.plans = {}
         self.tracer = provider.get_tracer("spanhooks", __version__)
         return self.tracer
 
@@ -157,6 +163,7 @@ class SpanRecorder:
         """Emit spans through ``provider`` (None: the global one) from the next emit on."""
         self._provider = provider
         self._tracers = {}
+        self.plans = {}
         self.tracer = None
         if provider is not None:
             self.find_tracer()
@@ -180,6 +187,16 @@ class SpanRecorder:
     @policy.setter
     def policy(self, policy: AttributePolicy) -> None:
         self.mapper.policy = policy
+        self.plans = {}
+
+    def plan(self, spec: EventSpec) -> EventPlan:
+        """How ``spec`` is recorded (see :mod:`spanhooks.tracing.plans`), made on its first
+        emit and kept in :attr:`plans` until the tracer or the policy changes. Only called
+        once a tracer is known. Two threads making the same plan make equal ones."""
+        tracer = self._tracers.get(spec.event_set) or self._tracer_for(spec.event_set)
+        made = plan_for(self, spec, tracer)
+        self.plans[spec] = made
+        return made
 
     def begin(
         self,
@@ -220,8 +237,11 @@ class SpanRecorder:
                 sc = point.get_span_context()
                 if sc.is_valid:
                     span, new_id = point, "%016x" % sc.span_id  # noqa: UP031
-            if spec.payload_type is not None and span is not None and args:
-                _stamp_context(args[0], span)
+            if spec.payload_type is not None and args:
+                if span is not None:
+                    _stamp_context(args[0], span)
+                if frame is not None:
+                    _measure(args[0], frame.opened)
         except Exception as exc:  # instrumentation must not break the caller
             self._failed("span mapping failed", spec, exc)
         return span, frame, token, new_id
@@ -246,41 +266,20 @@ class SpanRecorder:
             self._failed("closing span failed", spec, exc)
 
     def _failed(self, what: str, spec: EventSpec, exc: Exception) -> None:
-        rate_limited.log(
-            logging.ERROR,
-            "span-mapping",
-            "%s: %s for %s: %r",
-            self.name,
-            what,
-            spec.name,
-            exc,
-            exc_info=exc,
-        )
+        log_mapping_failure(self.name, what, spec, exc)
 
     def close_open_spans(self, reason: str) -> int:
         """End every still-open span as abandoned; returns how many."""
-        return self.mapper.open.close_all(reason)
+        return self.mapper.open_spans.close_all(reason)
 
     def stats(self) -> dict[str, int]:
         """Ends without a start, spans closed as abandoned, and spans still open."""
-        open_spans = self.mapper.open
+        open_spans = self.mapper.open_spans
         return {
             "unmatched_ends": self.mapper.unmatched_ends,
             "abandoned_spans": open_spans.abandoned,
             "open_spans": len(open_spans),
         }
-
-
-def bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """An emit's arguments by the names its spec declares; extra positionals as ``argN``."""
-    names = spec.args
-    bound = dict(zip(names, args))  # noqa: B905  (strict=False, as a keyword, doubles the cost)
-    if len(args) > len(names):
-        for index in range(len(names), len(args)):
-            bound[f"arg{index}"] = args[index]
-    if kwargs:
-        bound.update(kwargs)
-    return bound
 
 
 def _stamp_context(event: object, span: Span) -> None:
@@ -295,3 +294,14 @@ def _stamp_context(event: object, span: Span) -> None:
     # A frozen or slotted payload, or one whose __setattr__ raises: the ids are on the span.
     with contextlib.suppress(Exception):
         event.context = context  # type: ignore[attr-defined]
+
+
+def _measure(event: object, opened: float) -> None:
+    """Give a typed end event whose ``duration`` is None the seconds since its call opened
+    (LogiLLM's ``ModuleEndEvent.duration``...), before its callbacks see it. A payload that
+    has no such field, or refuses the value (frozen, slotted), is left as it is."""
+    try:
+        if getattr(event, "duration", False) is None:
+            event.duration = time.monotonic() - opened  # type: ignore[attr-defined]
+    except Exception:  # a payload whose __getattr__ or __setattr__ raises
+        return

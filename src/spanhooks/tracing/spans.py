@@ -22,14 +22,18 @@ cancellation are not caught. Names and status descriptions are cut to the bounds
 from __future__ import annotations
 
 import logging
+import re
+import string
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from spanhooks.events.spec import EventSpec, Phase
@@ -44,12 +48,41 @@ from spanhooks.util.forksafe import renew_in_child
 from spanhooks.util.log import rate_limited
 from spanhooks.util.text import safe_repr, safe_str, truncate
 
-__all__ = ["Frame", "OpenSpans", "PointFrame", "SpanMapper", "live_context"]
+__all__ = [
+    "Frame",
+    "OpenSpans",
+    "PointFrame",
+    "SpanMapper",
+    "attach_context",
+    "current_context",
+    "live_context",
+    "positional_template",
+]
 
 FRAME_KEY = otel_context.create_key("spanhooks-frame")
 # The key under which the API stores the current span, found once so that a frame's context is
 # built with one dict copy instead of two (set_span_in_context, then set_value).
 [_SPAN_KEY] = trace.set_span_in_context(trace.INVALID_SPAN, Context()).keys()
+
+
+def _context_access() -> tuple[Callable[[], Context], Callable[[Context], Token[Context]]]:
+    """The current-context getter and setter the emit path uses.
+
+    ``opentelemetry.context.get_current`` and ``attach`` are two Python calls around one
+    ``ContextVar.get``/``set`` of the runtime context; an emit makes four such calls per span.
+    Under the API's default runtime context the var's own methods do the same in one C call;
+    any other runtime context (``OTEL_PYTHON_CONTEXT``) gets the public functions.
+    """
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
+        return var.get, var.set
+    return otel_context.get_current, otel_context.attach
+
+
+current_context, attach_context = _context_access()
+"""``opentelemetry.context.get_current`` and ``attach``, as cheap as the runtime allows."""
+
 ABANDONED_ATTRIBUTE = "spanhooks.abandoned"
 _ENDED = Context()  # an ended frame's context: it no longer makes anything current
 UNREADABLE_KEY = object()
@@ -145,7 +178,7 @@ class PointFrame:
 
 def live_context() -> tuple[Context, Frame | None]:
     """The current context with frames that already ended (in another task) skipped."""
-    ctx = otel_context.get_current()
+    ctx = current_context()
     frame = ctx.get(FRAME_KEY)
     while isinstance(frame, Frame) and frame.ended and trace.get_current_span(ctx) is frame.span:
         ctx, frame = frame.parent_ctx, frame.parent
@@ -277,27 +310,45 @@ class SpanMapper:
 
     def __init__(self, policy: AttributePolicy, open_spans: OpenSpans) -> None:
         self.policy = policy
-        self.open = open_spans
+        self.open_spans = open_spans
         self.unmatched_ends = 0
 
     def start(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> Frame | None:
+        """Open the span of a start event under the live context (see :meth:`open`)."""
         parent_ctx, parent = live_context()
         policy = self.policy
         attributes = policy.build(spec, bound)
         if spec.operation:
             attributes["gen_ai.operation.name"] = spec.operation
-        span = tracer.start_span(
+        return self.open(
+            tracer,
+            spec,
             span_name(spec, bound, policy),
-            context=parent_ctx,
-            kind=spec.kind,
-            attributes=attributes,
+            attributes,
+            parent_ctx,
+            parent,
+            key_of(spec, bound),
         )
+
+    def open(
+        self,
+        tracer: Tracer,
+        spec: EventSpec,
+        name: str,
+        attributes: dict[str, Any],
+        parent_ctx: Context,
+        parent: Frame | None,
+        key_value: object,
+    ) -> Frame | None:
+        """Start a span under ``parent_ctx``, make it current with its frame and register the
+        frame; None when the tracer makes no real span (``OTEL_SDK_DISABLED``)."""
+        span = tracer.start_span(name, context=parent_ctx, kind=spec.kind, attributes=attributes)
         span_context = span.get_span_context()
-        if not span_context.is_valid:  # a no-op tracer (OTEL_SDK_DISABLED)
+        if not span_context.is_valid:
             return None
-        frame = Frame(spec, span, span_context.span_id, parent_ctx, parent, key_of(spec, bound))
-        otel_context.attach(frame.ctx)  # token dropped on purpose: see the module docstring
-        self.open.add(frame)
+        frame = Frame(spec, span, span_context.span_id, parent_ctx, parent, key_value)
+        attach_context(frame.ctx)  # token dropped on purpose: see the module docstring
+        self.open_spans.add(frame)
         return frame
 
     def find(
@@ -308,7 +359,7 @@ class SpanMapper:
         key_value = key_of(spec, bound)
         if call_id is not None:
             span_id = _parse_call_id(call_id)
-            frame = self.open.get(span_id) if span_id is not None else None
+            frame = self.open_spans.get(span_id) if span_id is not None else None
             if frame is None or frame.ended:
                 shown = self.policy.scrub(safe_repr(call_id))  # the log filter scrubs it again
                 self._unmatched(spec, f"no open call with id {shown}")
@@ -320,26 +371,35 @@ class SpanMapper:
         while frame is not None and not frame.matches(spec, key_value):
             frame = frame.parent
         if frame is None:
-            frame = self.open.latest(spec, key_value)
+            frame = self.open_spans.latest(spec, key_value)
         if frame is None and spec.key is not None:  # keys that could not be compared
             frame = innermost
             while frame is not None and not frame.might_match(spec, key_value):
                 frame = frame.parent
             if frame is None:
-                frame = self.open.latest(spec, key_value, loosely=True)
+                frame = self.open_spans.latest(spec, key_value, loosely=True)
         if frame is None:
             self._unmatched(spec, "no open start to close")
         return frame
 
     def finish(self, frame: Frame, spec: EventSpec, bound: Mapping[str, Any]) -> None:
-        """Record the end event's attributes and outcome, end the span, restore the context."""
+        """Close ``frame`` with the end event's attributes and outcome (see :meth:`close`)."""
+        if not frame.ended:
+            self.close(frame, self.policy.build(spec, bound), failure_of(spec, bound))
+
+    def close(
+        self,
+        frame: Frame,
+        ended: Mapping[str, Any],
+        failure: BaseException | str | None,
+    ) -> None:
+        """Record an end's attributes and failure on the frame's span, end it, unregister the
+        frame and restore the parent context where the call's own context is current."""
         if frame.ended:
             return
         span = frame.span
-        policy = self.policy
-        ended = policy.build(spec, bound)
-        failure = failure_of(spec, bound)
         if (ended or failure is not None) and span.is_recording():
+            policy = self.policy
             if ended:
                 current = getattr(span, "attributes", None) or {}
                 # Re-setting an unchanged key would move it to the back, first for eviction.
@@ -350,21 +410,37 @@ class SpanMapper:
                 record_failure(span, failure, policy)
         frame.ended = True
         span.end()
-        self.open.discard(frame)
+        self.open_spans.discard(frame)
         ctx, frame.ctx = frame.ctx, _ENDED
-        if otel_context.get_current() is ctx:
-            otel_context.attach(frame.parent_ctx)
+        if current_context() is ctx:
+            attach_context(frame.parent_ctx)
 
     def point(self, tracer: Tracer, spec: EventSpec, bound: Mapping[str, Any]) -> tuple[Span, bool]:
-        """Add the event to the current span, or to a span of its own if none records; returns
+        """Mark a point event under the live context (see :meth:`mark`)."""
+        ctx, _ = live_context()
+        return self.mark(
+            tracer,
+            spec,
+            bounded_name(spec.name),
+            ctx,
+            self.policy.build(spec, bound),
+            failure_of(spec, bound),
+        )
+
+    def mark(
+        self,
+        tracer: Tracer,
+        spec: EventSpec,
+        name: str,
+        ctx: Context,
+        attributes: Mapping[str, Any],
+        failure: BaseException | str | None,
+    ) -> tuple[Span, bool]:
+        """Add the event to ``ctx``'s span, or to a span of its own if none records; returns
         the span and whether it is the event's own, which the caller ends once the event's
         callbacks have run (so that what they do, a failure say, is recorded on it)."""
-        ctx, _ = live_context()
         span = trace.get_current_span(ctx)
-        attributes = self.policy.build(spec, bound)
-        failure = failure_of(spec, bound)
         orphan = not span.is_recording()
-        name = bounded_name(spec.name)
         if orphan:
             span = tracer.start_span(name, context=ctx, kind=spec.kind)
         span.add_event(name, attributes)
@@ -412,6 +488,39 @@ def span_name(
     if policy is not None and policy.redact_patterns:
         name = policy.scrub(name)
     return name if len(name) <= MAX_SPAN_NAME_LENGTH else bounded_name(name)
+
+
+def positional_template(spec: EventSpec) -> str | None:
+    """The spec's span name template with each field naming its argument by position
+    (``execute_tool {tool_name}`` becomes ``execute_tool {0}``), so that an emit's positional
+    arguments fill it without a dict; None when there is no template or it cannot be
+    rewritten (positional or nested fields), and :func:`span_name` must fill it."""
+    template = spec.span_name
+    if not isinstance(template, str) or not template:
+        return None
+    position = {arg: index for index, arg in enumerate(spec.args)}
+    parts: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return None
+    for literal, field, format_spec, conversion in parsed:
+        parts.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
+            continue
+        head = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if head not in position or (format_spec and "{" in format_spec):
+            return None
+        parts.append(
+            "{%d%s%s%s}"  # noqa: UP031
+            % (
+                position[head],
+                field[len(head) :],
+                f"!{conversion}" if conversion else "",
+                f":{format_spec}" if format_spec else "",
+            )
+        )
+    return "".join(parts)
 
 
 def _retried(spec: EventSpec, template: str, bound: Mapping[str, Any]) -> str:

@@ -1,0 +1,334 @@
+"""Recording plans: how one declared event is recorded as span data, worked out once.
+
+Most of an emit's span work is the same for every emit of an event: which arguments become
+which attributes, how the span is named, which argument pairs an end with its start. A plan
+settles that the first time a recorder records the event, and a
+:class:`~spanhooks.tracing.recorder.SpanRecorder` keeps it until its tracer provider or
+attribute policy changes. Then an emit of a start, an end or a point that passes exactly its
+declared arguments, positionally, is recorded from that tuple: no dict of bound arguments,
+no per-emit look-ups of the declaration.
+
+Everything else takes the general path (the arguments bound by name, the recorder's
+:meth:`~spanhooks.tracing.recorder.SpanRecorder.begin` and ``finish``): keyword or extra
+arguments, an end that names its call, an end whose innermost open call is not its own,
+frames that already ended, typed payloads, attribute extractors, redactors and key
+functions. Both paths record the same span data for the same emit.
+
+Like the general path, a plan never raises: a failure to map an event is logged and the
+emit goes on. Plans are immutable once built and shared by every thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Tracer
+
+from spanhooks.events.spec import EventSpec, Phase, template_fields
+from spanhooks.tracing.bounds import MAX_SPAN_NAME_LENGTH, bounded_name
+from spanhooks.tracing.spans import (
+    FRAME_KEY,
+    Frame,
+    PointFrame,
+    attach_context,
+    current_context,
+    failure_of,
+    live_context,
+    positional_template,
+    span_name,
+)
+from spanhooks.util.log import rate_limited
+
+if TYPE_CHECKING:
+    from spanhooks.tracing.recorder import SpanRecorder
+
+__all__ = ["Begun", "EventPlan", "bind", "log_mapping_failure", "plan_for"]
+
+Begun = tuple[
+    Span | None, Frame | PointFrame | None, Token[Context] | None, str | None, dict[str, Any] | None
+]
+"""What :meth:`EventPlan.begin` returns: the span the event went to, the frame its
+:meth:`~EventPlan.finish` closes after the callbacks, the context token to detach then, the
+event's call id, and its arguments by name if they were bound (None on a plan's own path)."""
+
+_NOTHING: Begun = (None, None, None, None, None)
+
+
+def bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """An emit's arguments by the names its spec declares; extra positionals as ``argN``."""
+    names = spec.args
+    bound = dict(zip(names, args))  # noqa: B905  (strict=False, as a keyword, doubles the cost)
+    if len(args) > len(names):
+        for index in range(len(names), len(args)):
+            bound[f"arg{index}"] = args[index]
+    if kwargs:
+        bound.update(kwargs)
+    return bound
+
+
+def log_mapping_failure(name: str, what: str, spec: EventSpec, exc: Exception) -> None:
+    """Log (rate limited) that recording ``spec`` as span data failed; the emit goes on."""
+    rate_limited.log(
+        logging.ERROR,
+        "span-mapping",
+        "%s: %s for %s: %r",
+        name,
+        what,
+        spec.name,
+        exc,
+        exc_info=exc,
+    )
+
+
+class EventPlan:
+    """The general plan: the arguments bound by name, recorded by the recorder's general
+    path. The base of the positional plans, which hand it what they cannot read by position.
+    """
+
+    __slots__ = ("recorder", "spec")
+
+    def __init__(self, recorder: SpanRecorder, spec: EventSpec) -> None:
+        self.recorder = recorder
+        self.spec = spec
+
+    def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
+        """The span side of an emit, before its callbacks run (see :data:`Begun`)."""
+        bound = bind(self.spec, args, kwargs)
+        span, frame, token, new_id = self.recorder.begin(self.spec, args, bound, call_id)
+        return span, frame, token, new_id, bound
+
+    def finish(
+        self,
+        frame: Frame | PointFrame,
+        token: Token[Context] | None,
+        args: tuple[Any, ...],
+        bound: dict[str, Any] | None,
+    ) -> None:
+        """The span side of an end (or of a point event with a span of its own) after its
+        callbacks: restore the context, close the span."""
+        if bound is None:
+            bound = bind(self.spec, args, {})
+        self.recorder.finish(self.spec, bound, frame, token)
+
+
+class _PositionalPlan(EventPlan):
+    """What the positional plans share: the arity they read, their tracer and attributes."""
+
+    __slots__ = ("arity", "attributes", "mapper", "tracer")
+
+    def __init__(
+        self,
+        recorder: SpanRecorder,
+        spec: EventSpec,
+        tracer: Tracer,
+        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+    ) -> None:
+        super().__init__(recorder, spec)
+        self.arity = len(spec.args)
+        self.tracer = tracer
+        self.mapper = recorder.mapper
+        self.attributes = attributes
+
+    def _bound(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(self.spec.args, args))  # noqa: B905  (the arity was checked)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        log_mapping_failure(self.recorder.name, what, self.spec, exc)
+
+
+class _StartPlan(_PositionalPlan):
+    """A start: opens its span, named from the arguments' positions, under the live context."""
+
+    __slots__ = ("fixed_name", "key_index", "name_format", "operation")
+
+    def __init__(
+        self,
+        recorder: SpanRecorder,
+        spec: EventSpec,
+        tracer: Tracer,
+        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+    ) -> None:
+        super().__init__(recorder, spec, tracer, attributes)
+        self.operation = spec.operation
+        self.key_index = spec.args.index(spec.key) if isinstance(spec.key, str) else -1
+        self.name_format = positional_template(spec)
+        template = spec.span_name
+        fixed = not template or (isinstance(template, str) and not template_fields(template))
+        # No template (the pair's name) or one without fields: the same name every emit.
+        self.fixed_name = span_name(spec, {}, recorder.policy) if fixed else None
+
+    def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
+        if kwargs or len(args) != self.arity:
+            return EventPlan.begin(self, args, kwargs, call_id)
+        try:
+            ctx = current_context()
+            parent = ctx.get(FRAME_KEY)
+            if parent is not None and (type(parent) is not Frame or parent.ended):
+                ctx, parent = live_context()
+            attributes = self.attributes(args)
+            if self.operation:
+                attributes["gen_ai.operation.name"] = self.operation
+            name = self.fixed_name if self.fixed_name is not None else self._name(args)
+            key = args[self.key_index] if self.key_index >= 0 else None
+            frame = self.mapper.open(self.tracer, self.spec, name, attributes, ctx, parent, key)
+        except Exception as exc:  # instrumentation must not break the caller
+            self._failed("span mapping failed", exc)
+            return _NOTHING
+        if frame is None:
+            return _NOTHING
+        return frame.span, None, None, frame.call_id, None
+
+    def _name(self, args: tuple[Any, ...]) -> str:
+        """:func:`~spanhooks.tracing.spans.span_name` of these arguments, filled by position
+        where the template allows (its fallbacks, for a value that fails to format, by name)."""
+        policy = self.recorder.policy
+        if self.name_format is None:  # a namer function
+            return span_name(self.spec, self._bound(args), policy)
+        try:
+            name = self.name_format.format(*args)
+        except Exception:
+            return span_name(self.spec, self._bound(args), policy)
+        if policy.redact_patterns:
+            name = policy.scrub(name)
+        return name if len(name) <= MAX_SPAN_NAME_LENGTH else bounded_name(name)
+
+
+class _EndPlan(_PositionalPlan):
+    """An end: closes the innermost open call when it is this end's own (same pair, same
+    key); any other case goes to the general path's search."""
+
+    __slots__ = ("error", "event_set", "key_index", "pair")
+
+    def __init__(
+        self,
+        recorder: SpanRecorder,
+        spec: EventSpec,
+        tracer: Tracer,
+        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+    ) -> None:
+        super().__init__(recorder, spec, tracer, attributes)
+        self.pair = spec.pair
+        self.event_set = spec.event_set
+        self.key_index = spec.args.index(spec.key) if isinstance(spec.key, str) else -1
+        self.error = spec.error
+
+    def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
+        if kwargs or call_id is not None or len(args) != self.arity:
+            return EventPlan.begin(self, args, kwargs, call_id)
+        ctx = current_context()
+        frame = ctx.get(FRAME_KEY)
+        if (
+            type(frame) is not Frame
+            or frame.ended
+            or frame.spec.pair != self.pair
+            or frame.spec.event_set != self.event_set
+            or not self._same_key(frame.key_value, args)
+        ):
+            return EventPlan.begin(self, args, kwargs, call_id)
+        token = None if ctx is frame.ctx else attach_context(frame.ctx)
+        return frame.span, frame, token, frame.call_id, None
+
+    def _same_key(self, mine: object, args: tuple[Any, ...]) -> bool:
+        """Whether this end's key is the frame's (identical or equal); a comparison that
+        raises is left to the general path, which knows what to do with it."""
+        if self.key_index < 0:
+            return True
+        theirs = args[self.key_index]
+        if mine is theirs:
+            return True
+        try:
+            return bool(mine == theirs)
+        except Exception:
+            return False
+
+    def finish(
+        self,
+        frame: Frame | PointFrame,
+        token: Token[Context] | None,
+        args: tuple[Any, ...],
+        bound: dict[str, Any] | None,
+    ) -> None:
+        if bound is not None:  # begun on the general path
+            self.recorder.finish(self.spec, bound, frame, token)
+            return
+        try:
+            if token is not None:
+                otel_context.detach(token)
+            if type(frame) is Frame and not frame.ended:
+                failure = None if self.error is None else failure_of(self.spec, self._bound(args))
+                self.mapper.close(frame, self.attributes(args), failure)
+        except Exception as exc:
+            self._failed("closing span failed", exc)
+
+
+class _PointPlan(_PositionalPlan):
+    """A point: a span event on the live context's span (or on a span of its own)."""
+
+    __slots__ = ("error", "name")
+
+    def __init__(
+        self,
+        recorder: SpanRecorder,
+        spec: EventSpec,
+        tracer: Tracer,
+        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+    ) -> None:
+        super().__init__(recorder, spec, tracer, attributes)
+        self.name = bounded_name(spec.name)
+        self.error = spec.error
+
+    def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
+        if kwargs or len(args) != self.arity:
+            return EventPlan.begin(self, args, kwargs, call_id)
+        spec = self.spec
+        try:
+            ctx = current_context()
+            frame = ctx.get(FRAME_KEY)
+            if frame is not None and (type(frame) is not Frame or frame.ended):
+                ctx, _ = live_context()
+            failure = None if self.error is None else failure_of(spec, self._bound(args))
+            span, own = self.mapper.mark(
+                self.tracer, spec, self.name, ctx, self.attributes(args), failure
+            )
+            span_context = span.get_span_context()
+        except Exception as exc:
+            self._failed("span mapping failed", exc)
+            return _NOTHING
+        if not span_context.is_valid:
+            return None, PointFrame(span) if own else None, None, None, None
+        new_id = "%016x" % span_context.span_id  # noqa: UP031
+        return span, PointFrame(span) if own else None, None, new_id, None
+
+    def finish(
+        self,
+        frame: Frame | PointFrame,
+        token: Token[Context] | None,
+        args: tuple[Any, ...],
+        bound: dict[str, Any] | None,
+    ) -> None:
+        if bound is not None:
+            self.recorder.finish(self.spec, bound, frame, token)
+            return
+        try:
+            frame.span.end()
+        except Exception as exc:
+            self._failed("closing span failed", exc)
+
+
+_PLANS = {Phase.START: _StartPlan, Phase.END: _EndPlan, Phase.POINT: _PointPlan}
+
+
+def plan_for(recorder: SpanRecorder, spec: EventSpec, tracer: Tracer) -> EventPlan:
+    """The plan that records ``spec`` through ``tracer`` under the recorder's policy: a
+    positional one where the declaration allows it, else the general one."""
+    if spec.payload_type is not None or not (spec.key is None or isinstance(spec.key, str)):
+        return EventPlan(recorder, spec)
+    attributes = recorder.policy.by_position(spec)
+    if attributes is None:
+        return EventPlan(recorder, spec)
+    return _PLANS[spec.phase](recorder, spec, tracer, attributes)

@@ -1,0 +1,158 @@
+"""Recording plans: an emit read by position records exactly what the general path records.
+
+A plan (spanhooks.tracing.plans) records an emit that passes its declared arguments
+positionally without binding them by name; keyword emits take the general path. These tests
+emit every built-in event both ways into two identical pipelines and compare the spans, and
+check that plans follow changes of policy and provider made after the first emit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+
+from spanhooks import AttributePolicy, EventSet, end, point, start
+from spanhooks.events.spec import EventSpec, Phase
+from spanhooks.testing import Capture, capture
+from spanhooks.vocab import BUILTIN_EVENT_SETS
+
+
+def _shape(spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
+    """What a backend sees of each span: ids, name, kind, attributes, events and status."""
+    return [
+        (
+            span.context.span_id,
+            span.parent.span_id if span.parent else None,
+            span.name,
+            span.kind,
+            dict(span.attributes or {}),
+            [(event.name, dict(event.attributes or {})) for event in span.events],
+            span.status.status_code,
+            span.status.description,
+        )
+        for span in spans
+    ]
+
+
+def _values(spec: EventSpec) -> tuple[Any, ...]:
+    """One argument per declared name, of the kinds seeds pass: text, numbers, structures."""
+    kinds: list[Any] = ["search", 3, {"query": "otel", "limit": 5}, ["a", "b"], 0.5]
+    return tuple(
+        "k" if name == spec.key else kinds[index % len(kinds)]
+        for index, name in enumerate(spec.args)
+    )
+
+
+def _pairs_and_points() -> list[tuple[str, EventSpec, EventSpec | None]]:
+    cases: list[tuple[str, EventSpec, EventSpec | None]] = []
+    for event_set in BUILTIN_EVENT_SETS:
+        specs = [spec for spec in event_set if spec.payload_type is None and spec.member is None]
+        specs = specs or [spec for spec in event_set if spec.payload_type is None]
+        ends = {spec.pair: spec for spec in specs if spec.phase is Phase.END}
+        for spec in specs:
+            if spec.phase is Phase.START:
+                cases.append((f"{event_set.name}:{spec.pair}", spec, ends[spec.pair]))
+            elif spec.phase is Phase.POINT:
+                cases.append((f"{event_set.name}:{spec.name}", spec, None))
+    return cases
+
+
+CASES = _pairs_and_points()
+
+
+def _emit_all(cap: Capture, first: EventSpec, last: EventSpec | None, by_name: bool) -> None:
+    manager = cap.manager
+    with cap.tracer.start_as_current_span("outer"):  # a point needs a span to land on
+        for spec in (first, last) if last is not None else (first,):
+            values = _values(spec)
+            if by_name:
+                manager.emit(spec.name, **dict(zip(spec.args, values, strict=True)))
+            else:
+                manager.emit(spec.name, *values)
+
+
+@pytest.mark.parametrize(("first", "last"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("capture_content", [False, True], ids=["no-content", "content"])
+def test_every_builtin_event_records_the_same_spans_by_position_and_by_name(
+    first: EventSpec, last: EventSpec | None, capture_content: bool
+) -> None:
+    with capture(capture_content=capture_content) as by_position:
+        _emit_all(by_position, first, last, by_name=False)
+    with capture(capture_content=capture_content) as by_name:
+        _emit_all(by_name, first, last, by_name=True)
+    assert len(by_position.spans()) == 2 if last is not None else 1
+    assert _shape(by_position.spans()) == _shape(by_name.spans())
+
+
+TOOLS = EventSet(
+    "tools",
+    [
+        start("call_start", "tool", "args", span_name="execute_tool {tool}", key="tool"),
+        end("call_end", "tool", "result", key="tool", content=("result",)),
+        point("note", "text"),
+    ],
+)
+
+
+def test_content_capture_turned_on_after_emits_records_content_from_the_next_emit() -> None:
+    with capture(event_sets=[TOOLS]) as cap:
+        cap.manager.emit("call_start", "search", {"q": 1})
+        cap.manager.emit("call_end", "search", "hidden")
+        cap.manager.set_attribute_policy(AttributePolicy(capture_content=True))
+        cap.manager.emit("call_start", "search", {"q": 1})
+        cap.manager.emit("call_end", "search", "shown")
+    before, after = cap.spans("execute_tool search")
+    assert "tools.result" not in (before.attributes or {})
+    assert (after.attributes or {})["tools.result"] == "shown"
+
+
+def test_a_tracer_provider_set_after_emits_receives_the_next_spans() -> None:
+    with capture(event_sets=[TOOLS]) as first, capture() as second:
+        first.manager.emit("call_start", "search", {})
+        first.manager.emit("call_end", "search", None)
+        first.manager.use_tracer_provider(second.provider)
+        first.manager.emit("call_start", "fetch", {})
+        first.manager.emit("call_end", "fetch", None)
+        first.manager.use_tracer_provider(first.provider)
+    assert [span.name for span in first.spans()] == ["execute_tool search"]
+    assert [span.name for span in second.spans()] == ["execute_tool fetch"]
+
+
+def test_an_end_under_another_open_call_still_closes_its_own_call() -> None:
+    with capture(event_sets=[TOOLS]) as cap:
+        cap.manager.emit("call_start", "outer", {})
+        cap.manager.emit("call_start", "inner", {})
+        cap.manager.emit("call_end", "outer", None)  # innermost is "inner": not its call
+        cap.manager.emit("call_end", "inner", None)
+    outer, inner = cap.span("execute_tool outer"), cap.span("execute_tool inner")
+    assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+    assert cap.manager.stats()["open_spans"] == 0
+
+
+class _Unformattable:
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("no format")
+
+    def __str__(self) -> str:
+        return "plain"
+
+
+def test_a_name_value_that_cannot_be_formatted_names_the_span_by_its_text() -> None:
+    tool = _Unformattable()
+    with capture(event_sets=[TOOLS]) as cap:
+        cap.manager.emit("call_start", tool, {})
+        cap.manager.emit("call_end", tool, None)
+    assert [span.name for span in cap.spans()] == ["execute_tool plain"]
+
+
+def test_a_span_name_is_scrubbed_by_the_policys_patterns_on_both_paths() -> None:
+    policy = AttributePolicy(redact_patterns=(r"sk-\w+",))
+    with capture(event_sets=[TOOLS]) as cap:
+        cap.manager.set_attribute_policy(policy)
+        cap.manager.emit("call_start", "sk-secret", {})
+        cap.manager.emit("call_end", "sk-secret", None)
+        cap.manager.emit("call_start", tool="sk-other", args={})
+        cap.manager.emit("call_end", tool="sk-other", result=None)
+    assert [span.name for span in cap.spans()] == ["execute_tool [REDACTED]"] * 2
