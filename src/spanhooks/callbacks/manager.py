@@ -372,6 +372,8 @@ class CallbackManager:
                 self._remember(spec, None)
             return None
         plan = recorder.plans.get(spec) or recorder.plan(spec)
+        if not routes and self._history is None:
+            return plan.record(args, kwargs, call_id)
         span, frame, token, new_id, bound = plan.begin(args, kwargs, call_id)
         try:
             if routes:

@@ -59,6 +59,7 @@ __all__ = [
     "capture_content_from_env",
     "coerce",
     "content_capture",
+    "from_positions",
     "redaction_failures_total",
     "set_active_policy",
     "to_json",
@@ -257,14 +258,13 @@ class AttributePolicy:
             )
             return {}
 
-    def by_position(self, spec: EventSpec) -> Callable[[tuple[Any, ...]], dict[str, Any]] | None:
-        """:meth:`build` for an emit that passes exactly the declared arguments, positionally,
-        as a function of that tuple; None when the event needs its arguments by name (an
-        extractor runs, or a redactor), and so :meth:`build`.
+    def positions(self, spec: EventSpec) -> tuple[tuple[int, str, bool], ...] | None:
+        """How :meth:`build` records an emit that passes exactly the declared arguments,
+        positionally: each recorded argument as (position, attribute key, redact), in
+        recording order (see :func:`from_positions`); None when the event needs its arguments
+        by name (an extractor runs, or a redactor), and so :meth:`build`.
 
-        Made once per event (the recorder keeps it per policy): each recorded argument's
-        position, key and redaction are looked up here, not per emit. Gives the attributes
-        :meth:`build` gives for the same arguments, and like it never raises.
+        Worked out once per event (the recorder keeps it per policy), not per emit.
         """
         if (
             spec.extract is not None
@@ -276,20 +276,7 @@ class AttributePolicy:
         if len(steps) > self.max_attributes - _RESERVED_ATTRIBUTES:
             return None  # build() stops at the room left; rare enough to leave to it
         position = {arg: index for index, arg in enumerate(spec.args)}
-        placed = tuple((position[arg], key, redact) for arg, key, redact in steps)
-
-        def build(args: tuple[Any, ...]) -> dict[str, Any]:
-            attrs: dict[str, Any] = {}
-            for index, key, redact in placed:
-                if redact:
-                    attrs[key] = REDACTED
-                else:
-                    coerced = coerce(args[index], self)
-                    if coerced is not None:
-                        attrs[key] = coerced
-            return attrs
-
-        return build
+        return tuple((position[arg], key, redact) for arg, key, redact in steps)
 
     def fit(self, attrs: dict[str, AttributeValue], present: int) -> dict[str, AttributeValue]:
         """``attrs`` cut to what a span holding ``present`` attributes may still take.
@@ -420,6 +407,19 @@ class AttributePolicy:
         coerced = coerce(value, self)
         if coerced is not None:
             attrs[key if len(key) <= MAX_ATTRIBUTE_KEY_LENGTH else bounded_key(key)] = coerced
+
+
+def from_positions(
+    positions: tuple[tuple[int, str, bool], ...], args: tuple[Any, ...], policy: AttributePolicy
+) -> dict[str, Any]:
+    """The attributes :meth:`AttributePolicy.build` gives for ``args``, read by the positions
+    :meth:`AttributePolicy.positions` gave. Never raises, as :func:`coerce` does not."""
+    attrs: dict[str, Any] = {}
+    for index, key, redact in positions:
+        value = REDACTED if redact else coerce(args[index], policy)
+        if value is not None:
+            attrs[key] = value
+    return attrs
 
 
 def coerce(value: Any, policy: AttributePolicy) -> AttributeValue | None:

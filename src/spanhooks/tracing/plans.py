@@ -30,6 +30,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
 from spanhooks.events.spec import EventSpec, Phase, template_fields
+from spanhooks.tracing.attributes import from_positions
 from spanhooks.tracing.bounds import MAX_SPAN_NAME_LENGTH, bounded_name
 from spanhooks.tracing.spans import (
     FRAME_KEY,
@@ -37,7 +38,6 @@ from spanhooks.tracing.spans import (
     PointFrame,
     attach_context,
     current_context,
-    failure_of,
     live_context,
     positional_template,
     span_name,
@@ -115,27 +115,59 @@ class EventPlan:
             bound = bind(self.spec, args, {})
         self.recorder.finish(self.spec, bound, frame, token)
 
+    def record(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
+    ) -> str | None:
+        """:meth:`begin` and :meth:`finish` at once, for an emit with no callbacks to run in
+        between; returns the call id of a start, else None."""
+        _, frame, token, new_id, bound = self.begin(args, kwargs, call_id)
+        if frame is not None:
+            self.finish(frame, token, args, bound)
+        return new_id if self.spec.phase is Phase.START else None
+
+
+def _binder(names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
+    """A function that binds a tuple of exactly ``names``' length to ``names``: made from
+    source, as dataclasses make ``__init__``, because a dict display costs a third of
+    ``dict(zip(names, args))``. The names are validated identifiers (see ``EventSet``)."""
+    items = ", ".join(f"{name!r}: args[{index}]" for index, name in enumerate(names))
+    made: Callable[[tuple[Any, ...]], dict[str, Any]] = eval(f"lambda args: {{{items}}}")
+    return made
+
 
 class _PositionalPlan(EventPlan):
-    """What the positional plans share: the arity they read, their tracer and attributes."""
+    """What the positional plans share: the arity they read, their tracer, the attributes'
+    positions and a binder for what still takes arguments by name (error extractors)."""
 
-    __slots__ = ("arity", "attributes", "mapper", "tracer")
+    __slots__ = ("arity", "bind", "error", "mapper", "policy", "positions", "tracer")
 
     def __init__(
         self,
         recorder: SpanRecorder,
         spec: EventSpec,
         tracer: Tracer,
-        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+        positions: tuple[tuple[int, str, bool], ...],
     ) -> None:
         super().__init__(recorder, spec)
         self.arity = len(spec.args)
         self.tracer = tracer
         self.mapper = recorder.mapper
-        self.attributes = attributes
+        self.policy = recorder.policy
+        self.positions = positions
+        self.bind = _binder(spec.args)
+        self.error = spec.error
 
-    def _bound(self, args: tuple[Any, ...]) -> dict[str, Any]:
-        return dict(zip(self.spec.args, args))  # noqa: B905  (the arity was checked)
+    def _attributes(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        return from_positions(self.positions, args, self.policy) if self.positions else {}
+
+    def _failure(self, args: tuple[Any, ...]) -> BaseException | str | None:
+        """What :func:`~spanhooks.tracing.spans.failure_of` gives for these arguments; for
+        a plan with an error extractor (callers test ``error`` first, saving a call)."""
+        assert self.error is not None
+        try:
+            return self.error(self.bind(args))
+        except Exception:  # an extractor that cannot read the payload: no failure
+            return None
 
     def _failed(self, what: str, exc: Exception) -> None:
         log_mapping_failure(self.recorder.name, what, self.spec, exc)
@@ -151,9 +183,9 @@ class _StartPlan(_PositionalPlan):
         recorder: SpanRecorder,
         spec: EventSpec,
         tracer: Tracer,
-        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+        positions: tuple[tuple[int, str, bool], ...],
     ) -> None:
-        super().__init__(recorder, spec, tracer, attributes)
+        super().__init__(recorder, spec, tracer, positions)
         self.operation = spec.operation
         self.key_index = spec.args.index(spec.key) if isinstance(spec.key, str) else -1
         self.name_format = positional_template(spec)
@@ -170,7 +202,7 @@ class _StartPlan(_PositionalPlan):
             parent = ctx.get(FRAME_KEY)
             if parent is not None and (type(parent) is not Frame or parent.ended):
                 ctx, parent = live_context()
-            attributes = self.attributes(args)
+            attributes = from_positions(self.positions, args, self.policy)
             if self.operation:
                 attributes["gen_ai.operation.name"] = self.operation
             name = self.fixed_name if self.fixed_name is not None else self._name(args)
@@ -183,16 +215,21 @@ class _StartPlan(_PositionalPlan):
             return _NOTHING
         return frame.span, None, None, frame.call_id, None
 
+    def record(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
+    ) -> str | None:
+        return self.begin(args, kwargs, call_id)[3]
+
     def _name(self, args: tuple[Any, ...]) -> str:
         """:func:`~spanhooks.tracing.spans.span_name` of these arguments, filled by position
         where the template allows (its fallbacks, for a value that fails to format, by name)."""
-        policy = self.recorder.policy
+        policy = self.policy
         if self.name_format is None:  # a namer function
-            return span_name(self.spec, self._bound(args), policy)
+            return span_name(self.spec, self.bind(args), policy)
         try:
             name = self.name_format.format(*args)
         except Exception:
-            return span_name(self.spec, self._bound(args), policy)
+            return span_name(self.spec, self.bind(args), policy)
         if policy.redact_patterns:
             name = policy.scrub(name)
         return name if len(name) <= MAX_SPAN_NAME_LENGTH else bounded_name(name)
@@ -202,49 +239,58 @@ class _EndPlan(_PositionalPlan):
     """An end: closes the innermost open call when it is this end's own (same pair, same
     key); any other case goes to the general path's search."""
 
-    __slots__ = ("error", "event_set", "key_index", "pair")
+    __slots__ = ("event_set", "key_index", "pair")
 
     def __init__(
         self,
         recorder: SpanRecorder,
         spec: EventSpec,
         tracer: Tracer,
-        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+        positions: tuple[tuple[int, str, bool], ...],
     ) -> None:
-        super().__init__(recorder, spec, tracer, attributes)
+        super().__init__(recorder, spec, tracer, positions)
         self.pair = spec.pair
         self.event_set = spec.event_set
         self.key_index = spec.args.index(spec.key) if isinstance(spec.key, str) else -1
-        self.error = spec.error
 
     def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
-        if kwargs or call_id is not None or len(args) != self.arity:
+        frame = self._own_call(args, kwargs, call_id)
+        if frame is None:
             return EventPlan.begin(self, args, kwargs, call_id)
         ctx = current_context()
-        frame = ctx.get(FRAME_KEY)
+        token = None if ctx is frame.ctx else attach_context(frame.ctx)
+        return frame.span, frame, token, frame.call_id, None
+
+    def record(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
+    ) -> str | None:
+        frame = self._own_call(args, kwargs, call_id)
+        if frame is None:
+            return EventPlan.record(self, args, kwargs, call_id)
+        self._close(frame, args)  # no callbacks to run inside the call's context
+        return None
+
+    def _own_call(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
+    ) -> Frame | None:
+        """The innermost open call in the current context if this end closes it and reads
+        its arguments by position; None sends the emit to the general path."""
+        if kwargs or call_id is not None or len(args) != self.arity:
+            return None
+        frame = current_context().get(FRAME_KEY)
         if (
             type(frame) is not Frame
             or frame.ended
             or frame.spec.pair != self.pair
             or frame.spec.event_set != self.event_set
-            or not self._same_key(frame.key_value, args)
         ):
-            return EventPlan.begin(self, args, kwargs, call_id)
-        token = None if ctx is frame.ctx else attach_context(frame.ctx)
-        return frame.span, frame, token, frame.call_id, None
-
-    def _same_key(self, mine: object, args: tuple[Any, ...]) -> bool:
-        """Whether this end's key is the frame's (identical or equal); a comparison that
-        raises is left to the general path, which knows what to do with it."""
-        if self.key_index < 0:
-            return True
-        theirs = args[self.key_index]
-        if mine is theirs:
-            return True
+            return None
+        if self.key_index < 0 or frame.key_value is args[self.key_index]:
+            return frame
         try:
-            return bool(mine == theirs)
-        except Exception:
-            return False
+            return frame if frame.key_value == args[self.key_index] else None
+        except Exception:  # keys that cannot be compared: the general path decides
+            return None
 
     def finish(
         self,
@@ -256,12 +302,19 @@ class _EndPlan(_PositionalPlan):
         if bound is not None:  # begun on the general path
             self.recorder.finish(self.spec, bound, frame, token)
             return
+        if token is not None:
+            otel_context.detach(token)
+        if type(frame) is Frame:
+            self._close(frame, args)
+
+    def _close(self, frame: Frame, args: tuple[Any, ...]) -> None:
         try:
-            if token is not None:
-                otel_context.detach(token)
-            if type(frame) is Frame and not frame.ended:
-                failure = None if self.error is None else failure_of(self.spec, self._bound(args))
-                self.mapper.close(frame, self.attributes(args), failure)
+            if not frame.ended:
+                self.mapper.close(
+                    frame,
+                    self._attributes(args) if self.positions else {},
+                    None if self.error is None else self._failure(args),
+                )
         except Exception as exc:
             self._failed("closing span failed", exc)
 
@@ -269,18 +322,17 @@ class _EndPlan(_PositionalPlan):
 class _PointPlan(_PositionalPlan):
     """A point: a span event on the live context's span (or on a span of its own)."""
 
-    __slots__ = ("error", "name")
+    __slots__ = ("name",)
 
     def __init__(
         self,
         recorder: SpanRecorder,
         spec: EventSpec,
         tracer: Tracer,
-        attributes: Callable[[tuple[Any, ...]], dict[str, Any]],
+        positions: tuple[tuple[int, str, bool], ...],
     ) -> None:
-        super().__init__(recorder, spec, tracer, attributes)
+        super().__init__(recorder, spec, tracer, positions)
         self.name = bounded_name(spec.name)
-        self.error = spec.error
 
     def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
         if kwargs or len(args) != self.arity:
@@ -291,9 +343,13 @@ class _PointPlan(_PositionalPlan):
             frame = ctx.get(FRAME_KEY)
             if frame is not None and (type(frame) is not Frame or frame.ended):
                 ctx, _ = live_context()
-            failure = None if self.error is None else failure_of(spec, self._bound(args))
             span, own = self.mapper.mark(
-                self.tracer, spec, self.name, ctx, self.attributes(args), failure
+                self.tracer,
+                spec,
+                self.name,
+                ctx,
+                self._attributes(args) if self.positions else {},
+                None if self.error is None else self._failure(args),
             )
             span_context = span.get_span_context()
         except Exception as exc:
@@ -328,7 +384,7 @@ def plan_for(recorder: SpanRecorder, spec: EventSpec, tracer: Tracer) -> EventPl
     positional one where the declaration allows it, else the general one."""
     if spec.payload_type is not None or not (spec.key is None or isinstance(spec.key, str)):
         return EventPlan(recorder, spec)
-    attributes = recorder.policy.by_position(spec)
-    if attributes is None:
+    positions = recorder.policy.positions(spec)
+    if positions is None:
         return EventPlan(recorder, spec)
-    return _PLANS[spec.phase](recorder, spec, tracer, attributes)
+    return _PLANS[spec.phase](recorder, spec, tracer, positions)
