@@ -9,6 +9,7 @@ spanhooks: a BatchSpanProcessor in front of a no-op exporter that only counts.
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,14 +39,42 @@ class Case:
 
 
 class CountingExporter(SpanExporter):
-    """Exports nowhere; counts what reached it, so a benchmark can prove nothing was dropped."""
+    """Exports nowhere; counts what reached it, so a benchmark can prove nothing was dropped.
+    With ``shapes`` set to a list (the smoke run does), it also keeps what each span says."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.shapes: list[tuple[Any, ...]] | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.count += len(spans)
+        if self.shapes is not None:
+            self.shapes.extend(span_shape(span) for span in spans)
         return SpanExportResult.SUCCESS
+
+
+def span_shape(span: ReadableSpan) -> tuple[Any, ...]:
+    """What a span says, ids and times aside: name, kind, attributes, events, status."""
+    return (
+        span.name,
+        span.kind,
+        dict(span.attributes or {}),
+        [(event.name, dict(event.attributes or {})) for event in span.events],
+        span.status.status_code,
+    )
+
+
+SAME_OUTPUT = (
+    ("W4 start/end -> 1 span", "spanhooks (current)", "raw SDK (current)"),
+    ("W5 agent>turn>tool + 2 events", "spanhooks", "raw SDK"),
+)
+"""Cases compared for a bar, which must export the same spans (the smoke run checks)."""
+
+
+def exporter_of(case: Case) -> CountingExporter | None:
+    """The exporter of a case that exports through a :class:`Pipeline`, else None."""
+    pipe = getattr(case.check, "pipe", None)
+    return pipe.exporter if isinstance(pipe, Pipeline) else None
 
 
 class Pipeline:
@@ -388,17 +417,25 @@ def tree_cases() -> list[Case]:
     tracer = raw.tracer
 
     def raw_tree() -> None:
+        # The spans spanhooks makes of the same emits, written with the SDK by hand: the same
+        # names, attributes and events (the smoke run compares them), the result as compact
+        # JSON, and the same user callback called at each note.
         with (
             tracer.start_as_current_span(
-                "invoke_agent planner", attributes={"gen_ai.operation.name": "invoke_agent"}
+                "invoke_agent planner",
+                attributes={"bench.name": "planner", "gen_ai.operation.name": "invoke_agent"},
             ),
-            tracer.start_as_current_span("turn"),
+            tracer.start_as_current_span("turn", attributes={"bench.index": 1}),
             tracer.start_as_current_span(
-                "execute_tool search", attributes={"gen_ai.tool.name": "search"}
+                "execute_tool search",
+                attributes={"bench.tool_name": "search", "gen_ai.operation.name": "execute_tool"},
             ) as span,
         ):
-            span.add_event("note", {"text": "thinking"})
-            span.add_event("note", {"text": "done"})
+            span.add_event("note", {"bench.text": "thinking"})
+            _noop("thinking")
+            span.add_event("note", {"bench.text": "done"})
+            _noop("done")
+            span.set_attribute("bench.result", json.dumps(RESULT, separators=(",", ":")))
 
     cases = [
         Case(workload, "spanhooks", spanhooks_tree, pipe.check(3), 3),
@@ -486,4 +523,14 @@ def process_for_turn() -> SimpleNamespace:
     return SimpleNamespace(display_name="bench", model_name="m", provider="openai")
 
 
-__all__ = ["Case", "CountingExporter", "Pipeline", "Verifier", "all_cases", "spanhooks"]
+__all__ = [
+    "SAME_OUTPUT",
+    "Case",
+    "CountingExporter",
+    "Pipeline",
+    "Verifier",
+    "all_cases",
+    "exporter_of",
+    "span_shape",
+    "spanhooks",
+]

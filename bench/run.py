@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import Case, all_cases
+from peers import SAME_OUTPUT, Case, all_cases, exporter_of
 
 HERE = Path(__file__).resolve().parent
 BATCH_NS = 20_000_000  # aim for ~20 ms per batch
@@ -65,10 +65,14 @@ def run_cases(rounds: int, smoke: bool) -> tuple[list[dict[str, Any]], list[str]
     problems: list[str] = []
     if smoke:
         for case in cases:
+            exporter = exporter_of(case)
+            if exporter is not None:
+                exporter.shapes = []
             case.run()
             problem = case.check(1)
             if problem:
                 problems.append(f"{case.workload} / {case.name}: {problem}")
+        problems.extend(_different_output(cases))
         for row in jsonl_throughput(spans=50, repeats=1):
             if row["spans_arrived"] != row["spans_made"]:
                 problems.append(
@@ -107,6 +111,21 @@ def run_cases(rounds: int, smoke: bool) -> tuple[list[dict[str, Any]], list[str]
             }
         )
     return rows, problems
+
+
+def _different_output(cases: list[Case]) -> list[str]:
+    """A problem for each pair of :data:`peers.SAME_OUTPUT` whose exported spans differ: a
+    bar compares equal work."""
+    by_name = {(case.workload, case.name): case for case in cases}
+    problems = []
+    for workload, ours, theirs in SAME_OUTPUT:
+        shapes = []
+        for name in (ours, theirs):
+            exporter = exporter_of(by_name[workload, name])
+            shapes.append(sorted(map(repr, exporter.shapes or ())) if exporter else None)
+        if not shapes[0] or shapes[0] != shapes[1]:
+            problems.append(f"{workload}: {ours} and {theirs} export different spans: {shapes}")
+    return problems
 
 
 def _span_counts(case: Case) -> dict[str, int]:

@@ -8,6 +8,7 @@ check that plans follow changes of policy and provider made after the first emit
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -156,3 +157,12 @@ def test_a_span_name_is_scrubbed_by_the_policys_patterns_on_both_paths() -> None
         cap.manager.emit("call_start", tool="sk-other", args={})
         cap.manager.emit("call_end", tool="sk-other", result=None)
     assert [span.name for span in cap.spans()] == ["execute_tool [REDACTED]"] * 2
+
+
+def test_a_policy_derived_with_replace_plans_its_events_afresh() -> None:
+    base = AttributePolicy()
+    call_end = TOOLS["call_end"]
+    bound = {"tool": "search", "result": "found"}
+    assert base.build(call_end, bound) == {}  # the base has planned call_end: no content
+    derived = dataclasses.replace(base, capture_content=True)
+    assert derived.build(call_end, bound) == {"tools.result": "found"}

@@ -75,6 +75,7 @@ its declared arguments (anything else bound is an extra argument), and whether i
 nothing but extra arguments (no steps, no extractors): an end event that only repeats its
 start's key and carries content, for example."""
 _RESERVED_ATTRIBUTES = 3  # gen_ai.operation.name, error.type, spanhooks.abandoned
+_SENSITIVITY_CACHE = 4096  # keys whose sensitivity a policy remembers
 
 Redactor = Callable[[str, Any], Any]
 """``(attribute key, value as it would be recorded) -> value to record, or None to drop it``."""
@@ -171,7 +172,13 @@ class AttributePolicy:
     documents, string sequences, span names, exception messages) becomes ``[REDACTED]``.
     Compiled once into one alternation when the policy is made."""
 
-    _plans: dict[EventSpec, _Plan] = field(default_factory=dict, compare=False, repr=False)
+    # init=False: a policy made by dataclasses.replace() must not share its base's plans
+    _plans: dict[EventSpec, _Plan] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    _sensitivity: dict[str, bool] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
     _pattern: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
     _failures: itertools.count[int] = field(
         default_factory=itertools.count, init=False, compare=False, repr=False
@@ -206,7 +213,14 @@ class AttributePolicy:
         return count_value(self._failures)
 
     def sensitive(self, key: str) -> bool:
-        return self.redact_keys and (key.lower() in self.extra_sensitive or is_sensitive(key))
+        """Whether values under ``key`` are redacted (``api_key``, ``token``, ``extra_sensitive``
+        names). Remembered per key, up to a bound: payloads repeat their keys."""
+        known = self._sensitivity.get(key)
+        if known is None:
+            known = self.redact_keys and (key.lower() in self.extra_sensitive or is_sensitive(key))
+            if len(self._sensitivity) < _SENSITIVITY_CACHE:
+                self._sensitivity[key] = known
+        return known
 
     def scrub(self, text: str) -> str:
         """``text`` with every ``redact_patterns`` match replaced by ``[REDACTED]``."""
@@ -415,10 +429,18 @@ def from_positions(
     """The attributes :meth:`AttributePolicy.build` gives for ``args``, read by the positions
     :meth:`AttributePolicy.positions` gave. Never raises, as :func:`coerce` does not."""
     attrs: dict[str, Any] = {}
+    plain = policy._pattern is None
+    limit = policy.max_length
     for index, key, redact in positions:
-        value = REDACTED if redact else coerce(args[index], policy)
-        if value is not None:
-            attrs[key] = value
+        value = args[index]
+        if redact:
+            attrs[key] = REDACTED
+        elif type(value) is str and plain and len(value) <= limit:
+            attrs[key] = value  # coerce()'s first case, inlined: most arguments are short text
+        else:
+            value = coerce(value, policy)
+            if value is not None:
+                attrs[key] = value
     return attrs
 
 
@@ -630,6 +652,8 @@ def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> A
         return value if policy._pattern is None else policy._pattern.sub(REDACTED, value)
     if value is None or cls is bool:
         return value
+    if cls is int and _INT64_MIN <= value <= _INT64_MAX:
+        return value
     try:
         base = _base_value(value, cls, policy.max_length)
         if base is not _NOT_BASE:
@@ -641,11 +665,11 @@ def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> A
             return "<cycle>"
         seen.add(marker)
         try:
-            if issubclass(cls, Mapping):
+            if cls is dict or issubclass(cls, Mapping):
                 plain: dict[str, Any] = {}
                 for k, v in itertools.islice(value.items(), 256):
-                    text = safe_str(k)
-                    plain[policy.scrub(text)] = (
+                    text = k if type(k) is str else safe_str(k)
+                    plain[policy.scrub(text) if policy._pattern is not None else text] = (
                         REDACTED if policy.sensitive(text) else _plain(v, policy, depth + 1, seen)
                     )
                 return plain

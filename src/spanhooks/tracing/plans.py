@@ -176,7 +176,7 @@ class _PositionalPlan(EventPlan):
 class _StartPlan(_PositionalPlan):
     """A start: opens its span, named from the arguments' positions, under the live context."""
 
-    __slots__ = ("fixed_name", "key_index", "name_format", "operation")
+    __slots__ = ("fixed_name", "key_index", "name_format", "operation", "plain_format")
 
     def __init__(
         self,
@@ -193,6 +193,8 @@ class _StartPlan(_PositionalPlan):
         fixed = not template or (isinstance(template, str) and not template_fields(template))
         # No template (the pair's name) or one without fields: the same name every emit.
         self.fixed_name = span_name(spec, {}, recorder.policy) if fixed else None
+        # A template that needs no scrubbing is filled in begin() itself; others in _name().
+        self.plain_format = None if recorder.policy.redact_patterns else self.name_format
 
     def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
         if kwargs or len(args) != self.arity:
@@ -205,7 +207,14 @@ class _StartPlan(_PositionalPlan):
             attributes = from_positions(self.positions, args, self.policy)
             if self.operation:
                 attributes["gen_ai.operation.name"] = self.operation
-            name = self.fixed_name if self.fixed_name is not None else self._name(args)
+            name = self.fixed_name
+            if name is None and self.plain_format is not None:
+                try:
+                    name = self.plain_format.format(*args)
+                except Exception:  # _name() knows the fallbacks
+                    name = None
+            if name is None or len(name) > MAX_SPAN_NAME_LENGTH:
+                name = self._name(args)
             key = args[self.key_index] if self.key_index >= 0 else None
             frame = self.mapper.open(self.tracer, self.spec, name, attributes, ctx, parent, key)
         except Exception as exc:  # instrumentation must not break the caller
@@ -309,12 +318,15 @@ class _EndPlan(_PositionalPlan):
 
     def _close(self, frame: Frame, args: tuple[Any, ...]) -> None:
         try:
-            if not frame.ended:
-                self.mapper.close(
-                    frame,
-                    self._attributes(args) if self.positions else {},
-                    None if self.error is None else self._failure(args),
-                )
+            if frame.ended:
+                return
+            failure = None
+            if self.error is not None:  # _failure(), inlined: an end is the hottest path
+                try:
+                    failure = self.error(self.bind(args))
+                except Exception:
+                    failure = None
+            self.mapper.close(frame, self._attributes(args) if self.positions else {}, failure)
         except Exception as exc:
             self._failed("closing span failed", exc)
 

@@ -74,9 +74,12 @@ def _tool_failure(bound: Bound) -> BaseException | str | None:
     is then "tool returned an error".
     """
     result = bound.get("result")
+    if result is None or type(result) is str:
+        return None
     if isinstance(result, BaseException):
         return result
-    if field(result, "is_error") is True:
+    flag = result.get("is_error") if type(result) is dict else field(result, "is_error")
+    if flag is True:
         detail = field(result, "error")
         if isinstance(detail, BaseException):
             return detail
