@@ -35,7 +35,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -433,10 +433,13 @@ def from_positions(
     limit = policy.max_length
     for index, key, redact in positions:
         value = args[index]
+        cls = type(value)
         if redact:
             attrs[key] = REDACTED
-        elif type(value) is str and plain and len(value) <= limit:
-            attrs[key] = value  # coerce()'s first case, inlined: most arguments are short text
+        elif cls is str and plain and len(value) <= limit:
+            attrs[key] = value  # coerce()'s first cases, inlined: most arguments are short text,
+        elif cls is int and _INT64_MIN <= value <= _INT64_MAX:  # or counts and indexes
+            attrs[key] = value
         else:
             value = coerce(value, policy)
             if value is not None:
@@ -468,7 +471,9 @@ def _coerce(value: Any, cls: type, policy: AttributePolicy) -> AttributeValue | 
     if cls is bool:
         return bool(value)
     if cls is int and _INT64_MIN <= value <= _INT64_MAX:  # token counts, sizes: the usual case
-        return cast(int, value)
+        return value  # type: ignore[no-any-return]
+    if cls is dict:
+        return to_json(value, policy)
     base = _base_value(value, cls, policy.max_length)
     if base is not _NOT_BASE:
         return base if type(base) in _NUMBERS else coerce(base, policy)  # type: ignore[return-value]
@@ -655,7 +660,7 @@ def _plain(value: Any, policy: AttributePolicy, depth: int, seen: set[int]) -> A
     if cls is int and _INT64_MIN <= value <= _INT64_MAX:
         return value
     try:
-        base = _base_value(value, cls, policy.max_length)
+        base = _base_value(value, cls, policy.max_length) if cls is not dict else _NOT_BASE
         if base is not _NOT_BASE:
             return base if type(base) in _NUMBERS else _plain(base, policy, depth + 1, seen)
         if depth >= _MAX_DEPTH:

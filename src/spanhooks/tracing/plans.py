@@ -196,9 +196,11 @@ class _StartPlan(_PositionalPlan):
         # A template that needs no scrubbing is filled in begin() itself; others in _name().
         self.plain_format = None if recorder.policy.redact_patterns else self.name_format
 
-    def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
+    def record(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
+    ) -> str | None:
         if kwargs or len(args) != self.arity:
-            return EventPlan.begin(self, args, kwargs, call_id)
+            return EventPlan.begin(self, args, kwargs, call_id)[3]
         try:
             ctx = current_context()
             parent = ctx.get(FRAME_KEY)
@@ -219,15 +221,18 @@ class _StartPlan(_PositionalPlan):
             frame = self.mapper.open(self.tracer, self.spec, name, attributes, ctx, parent, key)
         except Exception as exc:  # instrumentation must not break the caller
             self._failed("span mapping failed", exc)
-            return _NOTHING
-        if frame is None:
-            return _NOTHING
-        return frame.span, None, None, frame.call_id, None
+            return None
+        return frame.call_id if frame is not None else None
 
-    def record(
-        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
-    ) -> str | None:
-        return self.begin(args, kwargs, call_id)[3]
+    def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
+        if kwargs or len(args) != self.arity:
+            return EventPlan.begin(self, args, kwargs, call_id)
+        new_id = self.record(args, kwargs, call_id)
+        if new_id is None:
+            return _NOTHING
+        frame: Frame = current_context().get(FRAME_KEY)  # type: ignore[assignment]
+        # record() made the new call current: its frame is the context's
+        return frame.span, None, None, new_id, None
 
     def _name(self, args: tuple[Any, ...]) -> str:
         """:func:`~spanhooks.tracing.spans.span_name` of these arguments, filled by position

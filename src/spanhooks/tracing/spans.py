@@ -403,7 +403,10 @@ class SpanMapper:
             if ended:
                 current = getattr(span, "attributes", None) or {}
                 # Re-setting an unchanged key would move it to the back, first for eviction.
-                changed = {k: v for k, v in ended.items() if current.get(k) != v}
+                changed = {}
+                for key, value in ended.items():  # a loop, not a comprehension: no call
+                    if current.get(key) != value:
+                        changed[key] = value
                 if changed:
                     span.set_attributes(policy.fit(changed, len(current)))
             if failure is not None:
