@@ -3,7 +3,9 @@
 A plan (spanhooks.tracing.plans) records an emit that passes its declared arguments
 positionally without binding them by name; keyword emits take the general path. These tests
 emit every built-in event both ways into two identical pipelines and compare the spans, and
-check that plans follow changes of policy and provider made after the first emit.
+check that plans follow changes of policy and provider made after the first emit. An event
+with nothing to do but record goes straight to its plan; the last tests check that callbacks,
+counting, history, tracer and policy set up after such emits all take effect at the next one.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import dataclasses
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from spanhooks import AttributePolicy, EventSet, end, point, start
+from spanhooks import AttributePolicy, CallbackManager, EventSet, end, point, start
 from spanhooks.events.spec import EventSpec, Phase
 from spanhooks.testing import Capture, capture
 from spanhooks.vocab import BUILTIN_EVENT_SETS
@@ -166,3 +170,90 @@ def test_a_policy_derived_with_replace_plans_its_events_afresh() -> None:
     assert base.build(call_end, bound) == {}  # the base has planned call_end: no content
     derived = dataclasses.replace(base, capture_content=True)
     assert derived.build(call_end, bound) == {"tools.result": "found"}
+
+
+# -- emits that only record: callbacks, counting and the tracer may change between them ------
+
+
+def _quiet_manager(**options: Any) -> tuple[CallbackManager, InMemorySpanExporter]:
+    """A manager whose events have no callbacks at all (Capture would add one)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return CallbackManager([TOOLS], tracer_provider=provider, **options), exporter
+
+
+def test_a_callback_registered_after_emits_runs_from_the_next_emit() -> None:
+    seen: list[str] = []
+    manager, exporter = _quiet_manager()
+    manager.emit("call_start", "before", {})
+    manager.emit("call_end", "before", None)
+    registration = manager.register("call_start", lambda tool, args: seen.append(tool))
+    manager.emit("call_start", "after", {})
+    manager.emit("call_end", "after", None)
+    manager.unregister(registration)
+    manager.emit("call_start", "unregistered", {})
+    manager.emit("call_end", "unregistered", None)
+    assert seen == ["after"]
+    assert len(exporter.get_finished_spans()) == 3
+
+
+def test_metrics_enabled_after_emits_count_the_next_emits() -> None:
+    manager, _ = _quiet_manager()
+    manager.emit("note", "uncounted")
+    manager.enable_metrics()
+    manager.emit("note", "counted")
+    manager.emit("note", "counted")
+    [events] = [f for f in manager.metric_families() if f.name == "spanhooks_events"]
+    counted = {sample.labels["event"]: sample.value for sample in events.samples}
+    assert counted["note"] == 2
+
+
+def test_a_manager_with_history_remembers_every_emit_of_a_listener_free_event() -> None:
+    manager, _ = _quiet_manager(history_size=4)
+    for _ in range(3):
+        manager.emit("note", "kept")
+    assert [record.name for record in manager.history()] == ["note"] * 3
+
+
+def test_tracing_turned_off_after_emits_stops_recording_and_callbacks_still_run() -> None:
+    seen: list[str] = []
+    manager, exporter = _quiet_manager()
+    manager.emit("call_start", "traced", {})
+    manager.emit("call_end", "traced", None)
+    manager.use_tracer_provider(None)  # the global one from now on, not this exporter
+    manager.register("call_start", lambda tool, args: seen.append(tool))
+    manager.emit("call_start", "untraced", {})
+    manager.emit("call_end", "untraced", None)
+    assert [span.name for span in exporter.get_finished_spans()] == ["execute_tool traced"]
+    assert seen == ["untraced"]
+
+
+def test_a_listener_free_event_follows_a_new_tracer_provider_and_policy() -> None:
+    manager, first = _quiet_manager()
+    manager.emit("call_start", "search", {})
+    manager.emit("call_end", "search", "hidden")
+    second = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(second))
+    manager.use_tracer_provider(provider)
+    manager.set_attribute_policy(AttributePolicy(capture_content=True))
+    manager.emit("call_start", "search", {})
+    manager.emit("call_end", "search", "shown")
+    [before], [after] = first.get_finished_spans(), second.get_finished_spans()
+    assert "tools.result" not in (before.attributes or {})
+    assert (after.attributes or {})["tools.result"] == "shown"
+
+
+def test_a_forked_manager_keeps_its_own_callbacks_and_follows_the_shared_policy() -> None:
+    parent, exporter = _quiet_manager()
+    parent.emit("note", "warm")
+    child = parent.fork()
+    child.emit("note", "warm")
+    heard: list[str] = []
+    child.register("note", heard.append)
+    parent.set_attribute_policy(AttributePolicy(max_length=16))  # the recorder is shared
+    child.emit("note", "child " + "x" * 40)
+    assert heard == ["child " + "x" * 40]
+    last = exporter.get_finished_spans()[-1]  # a point with no open span gets one of its own
+    assert len(str((last.events[0].attributes or {})["tools.text"])) <= 16

@@ -27,6 +27,7 @@ from spanhooks.callbacks.routes import Priority, Route
 from spanhooks.callbacks.stats import EventMetrics
 from spanhooks.events.spec import EventSet, EventSpec, Phase
 from spanhooks.tracing.attributes import AttributePolicy, capture_content_from_env
+from spanhooks.tracing.plans import EventPlan
 from spanhooks.tracing.recorder import PROVIDER_WATCH, SpanRecorder
 from spanhooks.tracing.spans import OpenSpans
 from spanhooks.util import checks
@@ -125,6 +126,11 @@ class CallbackManager:
         )
         """Callbacks on spans from any instrumentation; see :meth:`on_span`."""
         self._metrics = EventMetrics(self._registry, self.spans.dispatcher, self._recorder)
+        self._quiet: dict[object, EventPlan] = {}
+        """Events (names, enum members) whose emits only record span data, and their plans:
+        no callbacks, no counting, no history. Filled by emit, emptied on any such change."""
+        dispatcher.on_change = self._forget_quiet
+        self._recorder.listen(self._forget_quiet)
         self.declare(*event_sets)
 
     # -- declarations -------------------------------------------------------------------------
@@ -132,6 +138,15 @@ class CallbackManager:
     def declare(self, *event_sets: EventSet) -> None:
         """Make these event sets' events known; names must not clash with declared ones."""
         self._registry.declare(*event_sets, before_publish=self._metrics.declared)
+        self._forget_quiet()
+
+    def _forget_quiet(self) -> None:
+        """Empty the quiet table after a change of callbacks, counting, tracer or policy.
+
+        Replaced, not cleared: an emit that read the old table before the change (and so
+        may have seen the old state) can only add to the old one, which no emit reads again.
+        """
+        self._quiet = {}
 
     def events(self) -> list[EventSpec]:
         """Every declared event, in declaration order."""
@@ -309,6 +324,7 @@ class CallbackManager:
         Costs one lock-free increment per emit, and two clock reads per emit that has callbacks.
         """
         self._metrics.enable()
+        self._forget_quiet()
 
     def metric_families(self) -> Iterable[Metric]:
         """Events by name, callback errors and timeouts, open and abandoned spans."""
@@ -333,6 +349,9 @@ class CallbackManager:
         child._registry = self._registry.copy()
         child._dispatcher = child._registry.dispatcher
         child.spans = SpanCallbacks(self.spans.dispatcher.copy())
+        child._quiet = {}
+        child._dispatcher.on_change = child._forget_quiet
+        child._recorder.listen(child._forget_quiet)
         return child
 
     # -- emitting -----------------------------------------------------------------------------
@@ -347,15 +366,21 @@ class CallbackManager:
         """
         if not self.enabled:
             return None
+        quiet = self._quiet  # read before what it depends on: see _forget_quiet()
+        learn = True  # whether this event may join the quiet table (a name or enum member)
         try:  # the steps of _target(), inlined: this is the hot path
-            spec = self._registry.specs[event]
+            plan = quiet.get(event)
+            if plan is None:
+                spec = self._registry.specs[event]
         except Exception:  # not a name: a typed event, or an object whose __hash__ raises
             typed = self._registry.resolve_payload(event)
             if typed is None:
                 return None
-            spec = typed
+            spec, plan, learn = typed, None, False
             if typed.payload_type is not None:  # not a name declared on first use
                 args = (event, *args)
+        if plan is not None:  # nothing to do but record it
+            return plan.record(args, kwargs, call_id)
         counts = self._metrics.counts
         if counts is not None:
             next(counts[spec])
@@ -373,6 +398,8 @@ class CallbackManager:
             return None
         plan = recorder.plans.get(spec) or recorder.plan(spec)
         if not routes and self._history is None:
+            if counts is None and learn:
+                quiet[event] = plan
             return plan.record(args, kwargs, call_id)
         span, frame, token, new_id, bound = plan.begin(args, kwargs, call_id)
         try:

@@ -121,6 +121,8 @@ class RouteTable(Generic[K]):
         self.default_timeout = default_timeout
         self.table: dict[K, tuple[Route, ...]] = {}
         """Each key's routes, in call order; replaced on every change, never mutated."""
+        self.on_change: Callable[[], None] | None = None
+        """Called (under the table's lock) after every replacement of :attr:`table`."""
         self._lock = threading.RLock()
         self._seq = itertools.count()
         self._registrations: dict[int, tuple[Registration, dict[K, Route]]] = {}
@@ -209,6 +211,8 @@ class RouteTable(Generic[K]):
         with self._lock:
             self._registrations.clear()
             self.table = {}
+            if self.on_change is not None:
+                self.on_change()
 
     def registrations(self) -> list[Registration]:
         """Current registrations in priority order (a snapshot)."""
@@ -252,6 +256,8 @@ class RouteTable(Generic[K]):
             else:
                 table.pop(key, None)
         self.table = table
+        if self.on_change is not None:
+            self.on_change()
 
     # -- dispatch -----------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from contextvars import Token
 from typing import Any, cast
 
@@ -36,7 +37,13 @@ from spanhooks.tracing.spans import Frame, OpenSpans, PointFrame, SpanMapper
 from spanhooks.util.forksafe import fork_safe_lock, renew_in_child
 from spanhooks.util.log import rate_limited
 
-__all__ = ["PROVIDER_WATCH", "RECHECK_SECONDS", "ProviderWatch", "SpanRecorder", "bind"]
+__all__ = [
+    "PROVIDER_WATCH",
+    "RECHECK_SECONDS",
+    "ProviderWatch",
+    "SpanRecorder",
+    "bind",
+]
 
 RECHECK_SECONDS = 0.1
 """While no tracer provider is set, how often the provider watch asks again."""
@@ -112,6 +119,7 @@ def _global_provider() -> TracerProvider | None:
 PROVIDER_WATCH = ProviderWatch()
 """The process's one watch on the global provider, shared by every recorder."""
 
+
 Begun = tuple[Span | None, Frame | PointFrame | None, Token[Context] | None, str | None]
 """What :meth:`SpanRecorder.begin` returns: span, frame to close, context token, call id."""
 
@@ -140,6 +148,7 @@ class SpanRecorder:
         self._tracers: dict[str, Tracer] = {}
         self.plans: dict[EventSpec, EventPlan] = {}
         """Each event's recording plan for the current tracer and policy (see :meth:`plan`)."""
+        self._replan_listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
         if tracer_provider is not None:
             self.find_tracer()
 
@@ -150,7 +159,7 @@ class SpanRecorder:
             return None
         self._active_provider = provider
         self._tracers = {}
-        self.plans = {}
+        self._replan()
         self.tracer = provider.get_tracer("spanhooks", __version__)
         return self.tracer
 
@@ -163,7 +172,7 @@ class SpanRecorder:
         """Emit spans through ``provider`` (None: the global one) from the next emit on."""
         self._provider = provider
         self._tracers = {}
-        self.plans = {}
+        self._replan()
         self.tracer = None
         if provider is not None:
             self.find_tracer()
@@ -187,7 +196,21 @@ class SpanRecorder:
     @policy.setter
     def policy(self, policy: AttributePolicy) -> None:
         self.mapper.policy = policy
+        self._replan()
+
+    def listen(self, method: Callable[[], None]) -> None:
+        """Call ``method`` (a bound method, held weakly) whenever the plans are dropped: the
+        tracer or the policy changed, so what its object kept of them is stale (a manager's
+        quiet table; forked managers share their parent's recorder)."""
+        live = [ref for ref in self._replan_listeners if ref() is not None]
+        self._replan_listeners = [*live, weakref.WeakMethod(method)]
+
+    def _replan(self) -> None:
         self.plans = {}
+        for ref in self._replan_listeners:
+            method = ref()
+            if method is not None:
+                method()
 
     def plan(self, spec: EventSpec) -> EventPlan:
         """How ``spec`` is recorded (see :mod:`spanhooks.tracing.plans`), made on its first
