@@ -115,7 +115,7 @@ def _end(pipe: _Pipeline, steps: frozenset[str], *args: Any) -> None:
     if "failure" in steps:
         failure_of(spec, bound)
     else:
-        _tool_failure(bound)
+        _tool_failure(bound.get("result"))
     frame.ended = True
     frame.span.end()
     if "registry" in steps:

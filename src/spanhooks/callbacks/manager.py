@@ -27,7 +27,7 @@ from spanhooks.callbacks.routes import Priority, Route
 from spanhooks.callbacks.stats import EventMetrics
 from spanhooks.events.spec import EventSet, EventSpec, Phase
 from spanhooks.tracing.attributes import AttributePolicy, capture_content_from_env
-from spanhooks.tracing.plans import EventPlan
+from spanhooks.tracing.plans import EventPlan, call_id_of
 from spanhooks.tracing.recorder import PROVIDER_WATCH, SpanRecorder
 from spanhooks.tracing.spans import OpenSpans
 from spanhooks.util import checks
@@ -409,7 +409,7 @@ class CallbackManager:
             if frame is not None:
                 plan.finish(frame, token, args, bound)
             if self._history is not None:
-                self._remember(spec, new_id)
+                self._remember(spec, new_id if new_id is not None else call_id_of(span))
         return new_id if spec.phase is _START else None
 
     trigger = emit
@@ -452,7 +452,7 @@ class CallbackManager:
             if frame is not None:
                 plan.finish(frame, token, args, bound)
             if self._history is not None:
-                self._remember(spec, new_id)
+                self._remember(spec, new_id if new_id is not None else call_id_of(span))
         return new_id if spec.phase is _START else None
 
     def notify(self, event: Any, /, *args: Any, span: Span | None = None, **kwargs: Any) -> None:

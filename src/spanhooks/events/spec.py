@@ -22,6 +22,7 @@ from spanhooks.util.text import safe_repr, safe_str
 __all__ = [
     "EventSet",
     "EventSpec",
+    "FailureIn",
     "Phase",
     "end",
     "point",
@@ -36,6 +37,21 @@ AttributeExtractor = Callable[[Bound], Mapping[str, Any]]
 SpanNamer = Callable[[Bound], str]
 ErrorExtractor = Callable[[Bound], "BaseException | str | None"]
 KeyExtractor = Callable[[Bound], object]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureIn:
+    """An error extractor that reads one argument: ``read(value)`` gives the exception or
+    message that marks the event as a failure, or None. Declared so (``error=FailureIn(
+    "result", tool_failure)``), the failure of an emit that passes its arguments positionally
+    is read without binding them by name; it is an :data:`ErrorExtractor` all the same."""
+
+    argument: str
+    read: Callable[[Any], BaseException | str | None]
+
+    def __call__(self, bound: Bound) -> BaseException | str | None:
+        return self.read(bound.get(self.argument))
+
 
 RESERVED_ARGS = frozenset({"call_id"})
 """Argument names an event may not declare: ``call_id`` is ``emit``'s own keyword."""
@@ -211,6 +227,7 @@ def _validate(spec: EventSpec, set_name: str) -> EventSpec:
         ("attributes", spec.attributes),
         ("content", spec.content),
         ("key", [spec.key] if isinstance(spec.key, str) else []),
+        ("error", [spec.error.argument] if isinstance(spec.error, FailureIn) else []),
     ):
         unknown = sorted(set(names) - known)
         if unknown:

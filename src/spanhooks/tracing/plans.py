@@ -29,7 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
-from spanhooks.events.spec import EventSpec, Phase, template_fields
+from spanhooks.events.spec import EventSpec, FailureIn, Phase, template_fields
 from spanhooks.tracing.attributes import from_positions
 from spanhooks.tracing.bounds import MAX_SPAN_NAME_LENGTH, bounded_name
 from spanhooks.tracing.spans import (
@@ -47,14 +47,15 @@ from spanhooks.util.log import rate_limited
 if TYPE_CHECKING:
     from spanhooks.tracing.recorder import SpanRecorder
 
-__all__ = ["Begun", "EventPlan", "bind", "log_mapping_failure", "plan_for"]
+__all__ = ["Begun", "EventPlan", "bind", "call_id_of", "log_mapping_failure", "plan_for"]
 
 Begun = tuple[
     Span | None, Frame | PointFrame | None, Token[Context] | None, str | None, dict[str, Any] | None
 ]
 """What :meth:`EventPlan.begin` returns: the span the event went to, the frame its
 :meth:`~EventPlan.finish` closes after the callbacks, the context token to detach then, the
-event's call id, and its arguments by name if they were bound (None on a plan's own path)."""
+call id of a start or end (a point's may be None: see :func:`call_id_of`), and the arguments
+by name if they were bound (None on a plan's own path)."""
 
 _NOTHING: Begun = (None, None, None, None, None)
 
@@ -69,6 +70,14 @@ def bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> d
     if kwargs:
         bound.update(kwargs)
     return bound
+
+
+def call_id_of(span: Span | None) -> str | None:
+    """The call id of the span an event went to (a point's), None for no real span."""
+    if span is None:
+        return None
+    span_context = span.get_span_context()
+    return "%016x" % span_context.span_id if span_context.is_valid else None  # noqa: UP031
 
 
 def log_mapping_failure(name: str, what: str, spec: EventSpec, exc: Exception) -> None:
@@ -139,7 +148,17 @@ class _PositionalPlan(EventPlan):
     """What the positional plans share: the arity they read, their tracer, the attributes'
     positions and a binder for what still takes arguments by name (error extractors)."""
 
-    __slots__ = ("arity", "bind", "error", "mapper", "policy", "positions", "tracer")
+    __slots__ = (
+        "arity",
+        "bind",
+        "error",
+        "failure_at",
+        "mapper",
+        "policy",
+        "positions",
+        "read_failure",
+        "tracer",
+    )
 
     def __init__(
         self,
@@ -156,6 +175,10 @@ class _PositionalPlan(EventPlan):
         self.positions = positions
         self.bind = _binder(spec.args)
         self.error = spec.error
+        # An extractor that reads one argument reads it by position, without binding.
+        reads = spec.error if isinstance(spec.error, FailureIn) else None
+        self.failure_at = spec.args.index(reads.argument) if reads is not None else -1
+        self.read_failure = reads.read if reads is not None else None
 
     def _attributes(self, args: tuple[Any, ...]) -> dict[str, Any]:
         return from_positions(self.positions, args, self.policy) if self.positions else {}
@@ -165,6 +188,8 @@ class _PositionalPlan(EventPlan):
         a plan with an error extractor (callers test ``error`` first, saving a call)."""
         assert self.error is not None
         try:
+            if self.read_failure is not None:
+                return self.read_failure(args[self.failure_at])
             return self.error(self.bind(args))
         except Exception:  # an extractor that cannot read the payload: no failure
             return None
@@ -325,13 +350,11 @@ class _EndPlan(_PositionalPlan):
         try:
             if frame.ended:
                 return
-            failure = None
-            if self.error is not None:  # _failure(), inlined: an end is the hottest path
-                try:
-                    failure = self.error(self.bind(args))
-                except Exception:
-                    failure = None
-            self.mapper.close(frame, self._attributes(args) if self.positions else {}, failure)
+            self.mapper.close(
+                frame,
+                self._attributes(args) if self.positions else {},
+                None if self.error is None else self._failure(args),
+            )
         except Exception as exc:
             self._failed("closing span failed", exc)
 
@@ -368,14 +391,11 @@ class _PointPlan(_PositionalPlan):
                 self._attributes(args) if self.positions else {},
                 None if self.error is None else self._failure(args),
             )
-            span_context = span.get_span_context()
         except Exception as exc:
             self._failed("span mapping failed", exc)
             return _NOTHING
-        if not span_context.is_valid:
-            return None, PointFrame(span) if own else None, None, None, None
-        new_id = "%016x" % span_context.span_id  # noqa: UP031
-        return span, PointFrame(span) if own else None, None, new_id, None
+        # No call id: a point's is its span's, which only the history needs (call_id_of).
+        return span, PointFrame(span) if own else None, None, None, None
 
     def finish(
         self,

@@ -24,7 +24,7 @@ from typing import Any
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.trace import SpanKind
 
-from spanhooks.events.spec import Bound, EventSet, end, point, start
+from spanhooks.events.spec import Bound, EventSet, FailureIn, end, point, start
 from spanhooks.vocab._genai import request_attributes, response_attributes
 from spanhooks.vocab._messages import input_content, output_content
 
@@ -58,8 +58,7 @@ class GenAIEvent(str, Enum):
     EMBEDDING_END = "embedding_end"
 
 
-def _error(bound: Bound) -> BaseException | str | None:
-    error = bound.get("error")
+def _error(error: Any) -> BaseException | str | None:
     if error is None or isinstance(error, BaseException):
         return error
     return str(error)
@@ -163,7 +162,7 @@ def _pair(
             content={output_arg},
             extract_content=None if output_attribute else _call_output,
             key=label,
-            error=_error,
+            error=FailureIn("error", _error),
             record_args=False,
             doc=f"A {kind.replace('_', ' ')} ends with ``{output_arg}``, or failed with ``error``.",
         ),
@@ -221,7 +220,7 @@ GENAI = EventSet(
             extract=lambda bound: response_attributes(bound.get("output")),
             content={"output"},
             extract_content=_call_output,
-            error=_error,
+            error=FailureIn("error", _error),
             record_args=False,
             doc="A model call ends; model, finish reasons and token usage are read from "
             "``output`` (a response object or dict, or a stream's last chunk).",
@@ -256,7 +255,7 @@ GENAI = EventSet(
             "error",
             extract=_embedding_end,
             content={"output"},
-            error=_error,
+            error=FailureIn("error", _error),
             record_args=False,
             doc="An embeddings call ends with ``output`` (the vectors, or a response object with "
             "usage), or failed with ``error``.",

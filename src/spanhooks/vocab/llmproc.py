@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.trace import SpanKind
 
-from spanhooks.events.spec import Bound, EventSet, end, point, start
+from spanhooks.events.spec import Bound, EventSet, FailureIn, end, point, start
 from spanhooks.util.text import safe_str
 from spanhooks.vocab._genai import field, request_attributes, response_attributes
 from spanhooks.vocab._messages import input_content, output_content
@@ -65,7 +65,7 @@ _TOOL_ERROR = "tool returned an error"
 """The status description of a failed tool whose result names no error of its own."""
 
 
-def _tool_failure(bound: Bound) -> BaseException | str | None:
+def _tool_failure(result: Any) -> BaseException | str | None:
     """A tool's failure: an exception as its result, or an ``is_error`` result's ``error``.
 
     The error (an exception, or its message) is recorded like any exception message: not
@@ -73,7 +73,6 @@ def _tool_failure(bound: Bound) -> BaseException | str | None:
     (as ``gen_ai.tool.call.result``) only on opt-in, never as the status description, which
     is then "tool returned an error".
     """
-    result = bound.get("result")
     if result is None or type(result) is str:
         return None
     if isinstance(result, BaseException):
@@ -119,7 +118,7 @@ LLMPROC = EventSet(
             },
             content={"result"},
             key="tool_name",
-            error=_tool_failure,
+            error=FailureIn("result", _tool_failure),
             doc="A tool execution completed (an exception or an ``is_error`` result: span ERROR).",
         ),
         point(

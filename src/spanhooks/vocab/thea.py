@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 
-from spanhooks.events.spec import Bound, EventSet, EventSpec, point
+from spanhooks.events.spec import Bound, EventSet, EventSpec, FailureIn, point
 from spanhooks.tracing.attributes import active_policy
 from spanhooks.tracing.content_events import INPUT_MESSAGES
 from spanhooks.util.redaction import REDACTED
@@ -37,8 +37,7 @@ not part of the vocabulary."""
 _USER = {"user_id": "user.id"}
 
 
-def _error(bound: Bound) -> BaseException | str | None:
-    error = bound.get("error")
+def _error(error: Any) -> BaseException | str | None:
     if isinstance(error, BaseException):
         return error
     return str(error) if error else None
@@ -72,7 +71,7 @@ THEA = EventSet(
             "traceback",
             attributes=_USER,
             content={"traceback"},
-            error=_error,
+            error=FailureIn("error", _error),
             doc="An error occurred: recorded as an exception, the current span marked ERROR; "
             "the traceback string is content.",
         ),
