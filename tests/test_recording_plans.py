@@ -257,3 +257,17 @@ def test_a_forked_manager_keeps_its_own_callbacks_and_follows_the_shared_policy(
     assert heard == ["child " + "x" * 40]
     last = exporter.get_finished_spans()[-1]  # a point with no open span gets one of its own
     assert len(str((last.events[0].attributes or {})["tools.text"])) <= 16
+
+
+def test_callbacks_of_an_untraced_manager_follow_registration_and_counting_changes() -> None:
+    manager = CallbackManager([TOOLS])
+    heard: list[str] = []
+    registration = manager.register("note", heard.append)
+    manager.emit("note", "one")
+    manager.enable_metrics()
+    manager.emit("note", "two")
+    manager.unregister(registration)
+    manager.emit("note", "three")
+    assert heard == ["one", "two"]
+    [events] = [f for f in manager.metric_families() if f.name == "spanhooks_events"]
+    assert {s.labels["event"]: s.value for s in events.samples}["note"] == 2

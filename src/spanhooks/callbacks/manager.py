@@ -126,11 +126,11 @@ class CallbackManager:
         )
         """Callbacks on spans from any instrumentation; see :meth:`on_span`."""
         self._metrics = EventMetrics(self._registry, self.spans.dispatcher, self._recorder)
-        self._quiet: dict[object, EventPlan] = {}
-        """Events (names, enum members) whose emits only record span data, and their plans:
-        no callbacks, no counting, no history. Filled by emit, emptied on any such change."""
-        dispatcher.on_change = self._forget_quiet
-        self._recorder.listen(self._forget_quiet)
+        self._quiet: dict[object, EventPlan | _Dispatch] = {}
+        """Events (names, enum members) with one thing to do: their plan, when they only
+        record span data, or their callbacks, when they are not traced; never while counting
+        or keeping history. Filled by emit, emptied by :meth:`_forget_quiet`."""
+        self._listen_for_changes()
         self.declare(*event_sets)
 
     # -- declarations -------------------------------------------------------------------------
@@ -139,6 +139,12 @@ class CallbackManager:
         """Make these event sets' events known; names must not clash with declared ones."""
         self._registry.declare(*event_sets, before_publish=self._metrics.declared)
         self._forget_quiet()
+
+    def _listen_for_changes(self) -> None:
+        """Have the quiet table emptied when callbacks, the tracer or the policy change."""
+        self._dispatcher.on_change = self._forget_quiet
+        self._recorder.replanned.listen(self._forget_quiet)
+        _watch.found_provider.listen(self._forget_quiet)
 
     def _forget_quiet(self) -> None:
         """Empty the quiet table after a change of callbacks, counting, tracer or policy.
@@ -350,8 +356,7 @@ class CallbackManager:
         child._dispatcher = child._registry.dispatcher
         child.spans = SpanCallbacks(self.spans.dispatcher.copy())
         child._quiet = {}
-        child._dispatcher.on_change = child._forget_quiet
-        child._recorder.listen(child._forget_quiet)
+        child._listen_for_changes()
         return child
 
     # -- emitting -----------------------------------------------------------------------------
@@ -392,6 +397,8 @@ class CallbackManager:
             tracer = recorder.find_tracer()
         if tracer is None:
             if routes:
+                if counts is None and learn and self._history is None:
+                    quiet[event] = _Dispatch(dispatcher, routes, spec.identity)
                 dispatcher.dispatch(routes, spec.identity, args, kwargs)
             if self._history is not None:
                 self._remember(spec, None)
@@ -505,6 +512,20 @@ class CallbackManager:
         self._history.append(
             EventRecord(time.time_ns(), spec.event_set, spec.name, spec.phase.value, call_id)
         )
+
+
+class _Dispatch:
+    """A quiet table's entry for an event that is not traced: run its callbacks, no more."""
+
+    __slots__ = ("dispatcher", "key", "routes")
+
+    def __init__(self, dispatcher: Dispatcher[EventSpec], routes: tuple[Route, ...], key: object):
+        self.dispatcher = dispatcher
+        self.routes = routes
+        self.key = key
+
+    def record(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> None:
+        self.dispatcher.dispatch(self.routes, self.key, args, kwargs)
 
 
 _default = CallbackManager()

@@ -17,8 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import Token
 from typing import Any, cast
 
@@ -36,6 +35,7 @@ from spanhooks.tracing.plans import EventPlan, bind, log_mapping_failure, plan_f
 from spanhooks.tracing.spans import Frame, OpenSpans, PointFrame, SpanMapper
 from spanhooks.util.forksafe import fork_safe_lock, renew_in_child
 from spanhooks.util.log import rate_limited
+from spanhooks.util.stale import Staleness
 
 __all__ = [
     "PROVIDER_WATCH",
@@ -66,6 +66,8 @@ class ProviderWatch:
 
     def __init__(self) -> None:
         self.maybe_set = True
+        self.found_provider = Staleness()
+        """Announced when ``maybe_set`` turns true: what was cached as untraced is stale."""
         self._watching = False
         self._lock = fork_safe_lock(self)
         renew_in_child(self)
@@ -93,11 +95,13 @@ class ProviderWatch:
     def look_again(self) -> None:
         """Make the next emit look the provider up (``setup()`` has just set one)."""
         self.maybe_set = True
+        self.found_provider.announce()
 
     def _watch(self) -> None:
         while _global_provider() is None:
             time.sleep(RECHECK_SECONDS)
         self.maybe_set = True
+        self.found_provider.announce()
         with self._lock:
             self._watching = False
 
@@ -105,6 +109,7 @@ class ProviderWatch:
         # The parent's watch thread does not exist here: look again, which restarts it.
         self._watching = False
         self.maybe_set = True
+        self.found_provider.announce()
 
 
 def _global_provider() -> TracerProvider | None:
@@ -148,7 +153,8 @@ class SpanRecorder:
         self._tracers: dict[str, Tracer] = {}
         self.plans: dict[EventSpec, EventPlan] = {}
         """Each event's recording plan for the current tracer and policy (see :meth:`plan`)."""
-        self._replan_listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self.replanned = Staleness()
+        """Announced whenever :attr:`plans` is dropped (the tracer or the policy changed)."""
         if tracer_provider is not None:
             self.find_tracer()
 
@@ -198,19 +204,9 @@ class SpanRecorder:
         self.mapper.policy = policy
         self._replan()
 
-    def listen(self, method: Callable[[], None]) -> None:
-        """Call ``method`` (a bound method, held weakly) whenever the plans are dropped: the
-        tracer or the policy changed, so what its object kept of them is stale (a manager's
-        quiet table; forked managers share their parent's recorder)."""
-        live = [ref for ref in self._replan_listeners if ref() is not None]
-        self._replan_listeners = [*live, weakref.WeakMethod(method)]
-
     def _replan(self) -> None:
         self.plans = {}
-        for ref in self._replan_listeners:
-            method = ref()
-            if method is not None:
-                method()
+        self.replanned.announce()
 
     def plan(self, spec: EventSpec) -> EventPlan:
         """How ``spec`` is recorded (see :mod:`spanhooks.tracing.plans`), made on its first
