@@ -126,10 +126,11 @@ class CallbackManager:
         )
         """Callbacks on spans from any instrumentation; see :meth:`on_span`."""
         self._metrics = EventMetrics(self._registry, self.spans.dispatcher, self._recorder)
-        self._quiet: dict[object, EventPlan | _Dispatch] = {}
+        self._quiet: dict[object, EventPlan | tuple[tuple[Route, ...], object]] = {}
         """Events (names, enum members) with one thing to do: their plan, when they only
-        record span data, or their callbacks, when they are not traced; never while counting
-        or keeping history. Filled by emit, emptied by :meth:`_forget_quiet`."""
+        record span data, or their routes and the key callbacks receive, when they are not
+        traced; never while counting or keeping history. Filled by emit, emptied by
+        :meth:`_forget_quiet`."""
         self._listen_for_changes()
         self.declare(*event_sets)
 
@@ -374,18 +375,21 @@ class CallbackManager:
         quiet = self._quiet  # read before what it depends on: see _forget_quiet()
         learn = True  # whether this event may join the quiet table (a name or enum member)
         try:  # the steps of _target(), inlined: this is the hot path
-            plan = quiet.get(event)
-            if plan is None:
+            known = quiet.get(event)
+            if known is None:
                 spec = self._registry.specs[event]
         except Exception:  # not a name: a typed event, or an object whose __hash__ raises
             typed = self._registry.resolve_payload(event)
             if typed is None:
                 return None
-            spec, plan, learn = typed, None, False
+            spec, known, learn = typed, None, False
             if typed.payload_type is not None:  # not a name declared on first use
                 args = (event, *args)
-        if plan is not None:  # nothing to do but record it
-            return plan.record(args, kwargs, call_id)
+        if known is not None:
+            if isinstance(known, tuple):  # not traced: only its callbacks to run
+                self._dispatcher.dispatch(known[0], known[1], args, kwargs)
+                return None
+            return known.record(args, kwargs, call_id)  # nothing to do but record it
         counts = self._metrics.counts
         if counts is not None:
             next(counts[spec])
@@ -398,7 +402,7 @@ class CallbackManager:
         if tracer is None:
             if routes:
                 if counts is None and learn and self._history is None:
-                    quiet[event] = _Dispatch(dispatcher, routes, spec.identity)
+                    quiet[event] = (routes, spec.identity)
                 dispatcher.dispatch(routes, spec.identity, args, kwargs)
             if self._history is not None:
                 self._remember(spec, None)
@@ -512,20 +516,6 @@ class CallbackManager:
         self._history.append(
             EventRecord(time.time_ns(), spec.event_set, spec.name, spec.phase.value, call_id)
         )
-
-
-class _Dispatch:
-    """A quiet table's entry for an event that is not traced: run its callbacks, no more."""
-
-    __slots__ = ("dispatcher", "key", "routes")
-
-    def __init__(self, dispatcher: Dispatcher[EventSpec], routes: tuple[Route, ...], key: object):
-        self.dispatcher = dispatcher
-        self.routes = routes
-        self.key = key
-
-    def record(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> None:
-        self.dispatcher.dispatch(self.routes, self.key, args, kwargs)
 
 
 _default = CallbackManager()
