@@ -350,11 +350,15 @@ class _EndPlan(_PositionalPlan):
         try:
             if frame.ended:
                 return
-            self.mapper.close(
-                frame,
-                self._attributes(args) if self.positions else {},
-                None if self.error is None else self._failure(args),
-            )
+            failure = None
+            if self.read_failure is not None:  # _failure(), inlined: ends are the hot path
+                try:
+                    failure = self.read_failure(args[self.failure_at])
+                except Exception:
+                    failure = None
+            elif self.error is not None:
+                failure = self._failure(args)
+            self.mapper.close(frame, self._attributes(args) if self.positions else {}, failure)
         except Exception as exc:
             self._failed("closing span failed", exc)
 

@@ -34,6 +34,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.sdk.trace import Span as SDKSpan
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from spanhooks.events.spec import EventSpec, Phase
@@ -227,9 +228,17 @@ class OpenSpans:
     def add(self, frame: Frame) -> None:
         frames = self._frames
         frames[frame.span_id] = frame
+        if len(frames) > self.max_open or frame.opened >= self._next_age_check:
+            self.admitted(frame)
+
+    def admitted(self, frame: Frame) -> None:
+        """The bounds' part of :meth:`add`, for a frame already in the registry: evict past the
+        cap, and check the oldest's age at most a few times per ``max_age``. (The mapper adds
+        frames itself and calls this only when either bound may be reached.)"""
+        frames = self._frames
         if len(frames) > self.max_open:
             self._evict(frame.opened)
-        elif frame.opened >= self._next_age_check:  # at most a few times per max_age
+        elif frame.opened >= self._next_age_check:
             self._next_age_check = frame.opened + min(1.0, self.max_age / 4)
             try:
                 oldest = next(iter(frames.values()))
@@ -348,7 +357,11 @@ class SpanMapper:
             return None
         frame = Frame(spec, span, span_context.span_id, parent_ctx, parent, key_value)
         attach_context(frame.ctx)  # token dropped on purpose: see the module docstring
-        self.open_spans.add(frame)
+        registry = self.open_spans  # OpenSpans.add, inlined: a start is the hot path
+        frames = registry._frames
+        frames[frame.span_id] = frame
+        if len(frames) > registry.max_open or frame.opened >= registry._next_age_check:
+            registry.admitted(frame)
         return frame
 
     def find(
@@ -408,12 +421,15 @@ class SpanMapper:
                     if current.get(key) != value:
                         changed[key] = value
                 if changed:
-                    span.set_attributes(policy.fit(changed, len(current)))
+                    present = len(current)
+                    if len(changed) > policy.max_attributes - 2 - present:  # rare: cut to fit
+                        changed = policy.fit(changed, present)
+                    span.set_attributes(changed)
             if failure is not None:
                 record_failure(span, failure, policy)
         frame.ended = True
         span.end()
-        self.open_spans.discard(frame)
+        self.open_spans._frames.pop(frame.span_id, None)  # OpenSpans.discard, inlined
         ctx, frame.ctx = frame.ctx, _ENDED
         if current_context() is ctx:
             attach_context(frame.parent_ctx)
@@ -442,7 +458,9 @@ class SpanMapper:
         """Add the event to ``ctx``'s span, or to a span of its own if none records; returns
         the span and whether it is the event's own, which the caller ends once the event's
         callbacks have run (so that what they do, a failure say, is recorded on it)."""
-        span = trace.get_current_span(ctx)
+        span = ctx.get(_SPAN_KEY)  # trace.get_current_span(ctx), without its two calls
+        if type(span) is not SDKSpan and not isinstance(span, Span):
+            span = trace.INVALID_SPAN
         orphan = not span.is_recording()
         if orphan:
             span = tracer.start_span(name, context=ctx, kind=spec.kind)
