@@ -120,9 +120,16 @@ class EventPlan:
     ) -> None:
         """The span side of an end (or of a point event with a span of its own) after its
         callbacks: restore the context, close the span."""
-        if bound is None:
-            bound = bind(self.spec, args, {})
-        self.recorder.finish(self.spec, bound, frame, token)
+        if bound is None:  # begun on a plan's own path
+            self._finish_read(frame, token, args)
+        else:
+            self.recorder.finish(self.spec, bound, frame, token)
+
+    def _finish_read(
+        self, frame: Frame | PointFrame, token: Token[Context] | None, args: tuple[Any, ...]
+    ) -> None:
+        """:meth:`finish` for an emit whose arguments a plan read by position."""
+        self.recorder.finish(self.spec, bind(self.spec, args, {}), frame, token)
 
     def record(
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
@@ -153,6 +160,7 @@ class _PositionalPlan(EventPlan):
         "bind",
         "error",
         "failure_at",
+        "key_index",
         "mapper",
         "policy",
         "positions",
@@ -179,6 +187,11 @@ class _PositionalPlan(EventPlan):
         reads = spec.error if isinstance(spec.error, FailureIn) else None
         self.failure_at = spec.args.index(reads.argument) if reads is not None else -1
         self.read_failure = reads.read if reads is not None else None
+        self.key_index = spec.args.index(spec.key) if isinstance(spec.key, str) else -1
+        self._prepare(spec)
+
+    def _prepare(self, spec: EventSpec) -> None:
+        """What a phase's plan works out beyond the common part."""
 
     def _attributes(self, args: tuple[Any, ...]) -> dict[str, Any]:
         return from_positions(self.positions, args, self.policy) if self.positions else {}
@@ -201,25 +214,17 @@ class _PositionalPlan(EventPlan):
 class _StartPlan(_PositionalPlan):
     """A start: opens its span, named from the arguments' positions, under the live context."""
 
-    __slots__ = ("fixed_name", "key_index", "name_format", "operation", "plain_format")
+    __slots__ = ("fixed_name", "name_format", "operation", "plain_format")
 
-    def __init__(
-        self,
-        recorder: SpanRecorder,
-        spec: EventSpec,
-        tracer: Tracer,
-        positions: tuple[tuple[int, str, bool], ...],
-    ) -> None:
-        super().__init__(recorder, spec, tracer, positions)
+    def _prepare(self, spec: EventSpec) -> None:
         self.operation = spec.operation
-        self.key_index = spec.args.index(spec.key) if isinstance(spec.key, str) else -1
         self.name_format = positional_template(spec)
         template = spec.span_name
         fixed = not template or (isinstance(template, str) and not template_fields(template))
         # No template (the pair's name) or one without fields: the same name every emit.
-        self.fixed_name = span_name(spec, {}, recorder.policy) if fixed else None
-        # A template that needs no scrubbing is filled in begin() itself; others in _name().
-        self.plain_format = None if recorder.policy.redact_patterns else self.name_format
+        self.fixed_name = span_name(spec, {}, self.policy) if fixed else None
+        # A template that needs no scrubbing is filled in record() itself; others in _name().
+        self.plain_format = None if self.policy.redact_patterns else self.name_format
 
     def record(
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object
@@ -278,19 +283,11 @@ class _EndPlan(_PositionalPlan):
     """An end: closes the innermost open call when it is this end's own (same pair, same
     key); any other case goes to the general path's search."""
 
-    __slots__ = ("event_set", "key_index", "pair")
+    __slots__ = ("event_set", "pair")
 
-    def __init__(
-        self,
-        recorder: SpanRecorder,
-        spec: EventSpec,
-        tracer: Tracer,
-        positions: tuple[tuple[int, str, bool], ...],
-    ) -> None:
-        super().__init__(recorder, spec, tracer, positions)
+    def _prepare(self, spec: EventSpec) -> None:
         self.pair = spec.pair
         self.event_set = spec.event_set
-        self.key_index = spec.args.index(spec.key) if isinstance(spec.key, str) else -1
 
     def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
         frame = self._own_call(args, kwargs, call_id)
@@ -331,16 +328,9 @@ class _EndPlan(_PositionalPlan):
         except Exception:  # keys that cannot be compared: the general path decides
             return None
 
-    def finish(
-        self,
-        frame: Frame | PointFrame,
-        token: Token[Context] | None,
-        args: tuple[Any, ...],
-        bound: dict[str, Any] | None,
+    def _finish_read(
+        self, frame: Frame | PointFrame, token: Token[Context] | None, args: tuple[Any, ...]
     ) -> None:
-        if bound is not None:  # begun on the general path
-            self.recorder.finish(self.spec, bound, frame, token)
-            return
         if token is not None:
             otel_context.detach(token)
         if type(frame) is Frame:
@@ -368,14 +358,7 @@ class _PointPlan(_PositionalPlan):
 
     __slots__ = ("name",)
 
-    def __init__(
-        self,
-        recorder: SpanRecorder,
-        spec: EventSpec,
-        tracer: Tracer,
-        positions: tuple[tuple[int, str, bool], ...],
-    ) -> None:
-        super().__init__(recorder, spec, tracer, positions)
+    def _prepare(self, spec: EventSpec) -> None:
         self.name = bounded_name(spec.name)
 
     def begin(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call_id: object) -> Begun:
@@ -401,18 +384,11 @@ class _PointPlan(_PositionalPlan):
         # No call id: a point's is its span's, which only the history needs (call_id_of).
         return span, PointFrame(span) if own else None, None, None, None
 
-    def finish(
-        self,
-        frame: Frame | PointFrame,
-        token: Token[Context] | None,
-        args: tuple[Any, ...],
-        bound: dict[str, Any] | None,
+    def _finish_read(
+        self, frame: Frame | PointFrame, token: Token[Context] | None, args: tuple[Any, ...]
     ) -> None:
-        if bound is not None:
-            self.recorder.finish(self.spec, bound, frame, token)
-            return
         try:
-            frame.span.end()
+            frame.span.end()  # the point's own span
         except Exception as exc:
             self._failed("closing span failed", exc)
 
