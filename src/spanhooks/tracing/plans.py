@@ -23,19 +23,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from contextvars import Token
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Tracer
 
 from spanhooks.events.spec import EventSpec, FailureIn, Phase, template_fields
-from spanhooks.tracing.attributes import from_positions
+from spanhooks.tracing.attributes import AttributePolicy, from_positions
 from spanhooks.tracing.bounds import MAX_SPAN_NAME_LENGTH, bounded_name
 from spanhooks.tracing.spans import (
     FRAME_KEY,
     Frame,
     PointFrame,
+    SpanMapper,
     attach_context,
     current_context,
     live_context,
@@ -44,10 +45,15 @@ from spanhooks.tracing.spans import (
 )
 from spanhooks.util.log import rate_limited
 
-if TYPE_CHECKING:
-    from spanhooks.tracing.recorder import SpanRecorder
-
-__all__ = ["Begun", "EventPlan", "bind", "call_id_of", "log_mapping_failure", "plan_for"]
+__all__ = [
+    "Begun",
+    "EventPlan",
+    "GeneralPath",
+    "bind",
+    "call_id_of",
+    "log_mapping_failure",
+    "plan_for",
+]
 
 Begun = tuple[
     Span | None, Frame | PointFrame | None, Token[Context] | None, str | None, dict[str, Any] | None
@@ -58,6 +64,29 @@ call id of a start or end (a point's may be None: see :func:`call_id_of`), and t
 by name if they were bound (None on a plan's own path)."""
 
 _NOTHING: Begun = (None, None, None, None, None)
+
+
+class GeneralPath(Protocol):
+    """What a plan needs of its recorder (:class:`~spanhooks.tracing.recorder.SpanRecorder`):
+    the general path for what it cannot read by position, and the parts it shares with it."""
+
+    name: str
+    mapper: SpanMapper
+
+    @property
+    def policy(self) -> AttributePolicy: ...
+
+    def begin(
+        self, spec: EventSpec, args: tuple[Any, ...], bound: Mapping[str, Any], call_id: object
+    ) -> tuple[Span | None, Frame | PointFrame | None, Token[Context] | None, str | None]: ...
+
+    def finish(
+        self,
+        spec: EventSpec,
+        bound: Mapping[str, Any],
+        frame: Frame | PointFrame,
+        token: Token[Context] | None,
+    ) -> None: ...
 
 
 def bind(spec: EventSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,7 +130,7 @@ class EventPlan:
 
     __slots__ = ("recorder", "spec")
 
-    def __init__(self, recorder: SpanRecorder, spec: EventSpec) -> None:
+    def __init__(self, recorder: GeneralPath, spec: EventSpec) -> None:
         self.recorder = recorder
         self.spec = spec
 
@@ -170,7 +199,7 @@ class _PositionalPlan(EventPlan):
 
     def __init__(
         self,
-        recorder: SpanRecorder,
+        recorder: GeneralPath,
         spec: EventSpec,
         tracer: Tracer,
         positions: tuple[tuple[int, str, bool], ...],
@@ -396,7 +425,7 @@ class _PointPlan(_PositionalPlan):
 _PLANS = {Phase.START: _StartPlan, Phase.END: _EndPlan, Phase.POINT: _PointPlan}
 
 
-def plan_for(recorder: SpanRecorder, spec: EventSpec, tracer: Tracer) -> EventPlan:
+def plan_for(recorder: GeneralPath, spec: EventSpec, tracer: Tracer) -> EventPlan:
     """The plan that records ``spec`` through ``tracer`` under the recorder's policy: a
     positional one where the declaration allows it, else the general one."""
     if spec.payload_type is not None or not (spec.key is None or isinstance(spec.key, str)):
