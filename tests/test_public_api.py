@@ -51,7 +51,7 @@ DOCUMENTED = {
         "AbstractCallback AttributePolicy BUILTIN_EVENT_SETS CallContext CallbackEvent "
         "CallbackManager CallbackSpanProcessor CallbackType ContentCapture ContextThreadPoolExecutor "
         "DispatchMode "
-        "DispatchObserver Dispatcher EventRecord EventSet EventSpec ForeignSpanBridge GENAI "
+        "DispatchObserver Dispatcher EventRecord EventSet EventSpec FailureIn ForeignSpanBridge GENAI "
         "GenAIEvent IsolatedSpanProcessor JSONLCallback JsonlSpanExporter LLMPROC LOGILLM MEETING "
         "MeetingEventType Phase Priority ProcessTarget SessionSpanProcessor SpanNode THEA "
         "Telemetry __version__ add_span_processor agent build_trees child_env clear current_call "

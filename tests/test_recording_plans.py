@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from spanhooks import AttributePolicy, CallbackManager, EventSet, end, point, start
+from spanhooks import AttributePolicy, CallbackManager, EventSet, FailureIn, end, point, start
 from spanhooks.events.spec import EventSpec, Phase
 from spanhooks.testing import Capture, capture
 from spanhooks.vocab import BUILTIN_EVENT_SETS
@@ -271,3 +271,30 @@ def test_callbacks_of_an_untraced_manager_follow_registration_and_counting_chang
     assert heard == ["one", "two"]
     [events] = [f for f in manager.metric_families() if f.name == "spanhooks_events"]
     assert {s.labels["event"]: s.value for s in events.samples}["note"] == 2
+
+
+def test_a_failure_read_from_an_undeclared_argument_is_refused_at_declaration() -> None:
+    with pytest.raises(ValueError, match="error name unknown arguments"):
+        EventSet("bad", [start("a_start"), end("a_end", "result", error=FailureIn("oops", str))])
+
+
+def test_a_failure_in_an_argument_marks_the_span_on_both_paths() -> None:
+    calls = EventSet(
+        "calls",
+        [
+            start("call_start", "name"),
+            end("call_end", "error", error=FailureIn("error", lambda e: e or None)),
+        ],
+    )
+    with capture(event_sets=[calls]) as cap:
+        cap.manager.emit("call_start", "positional")
+        cap.manager.emit("call_end", ValueError("by position"))
+        cap.manager.emit("call_start", name="keyword")
+        cap.manager.emit("call_end", error=ValueError("by name"))
+        cap.manager.emit("call_start", "fine")
+        cap.manager.emit("call_end", None)
+    assert [(s.status.status_code.name, s.status.description) for s in cap.spans()] == [
+        ("ERROR", "ValueError: by position"),
+        ("ERROR", "ValueError: by name"),
+        ("UNSET", None),
+    ]

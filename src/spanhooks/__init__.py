@@ -17,7 +17,7 @@ from spanhooks.callbacks.dispatch import Dispatcher, DispatchMode, DispatchObser
 from spanhooks.callbacks.manager import CallbackManager, EventRecord, get_callback_manager
 from spanhooks.callbacks.processors import CallbackSpanProcessor, IsolatedSpanProcessor
 from spanhooks.callbacks.routes import Priority
-from spanhooks.events.spec import EventSet, EventSpec, Phase, end, point, start
+from spanhooks.events.spec import EventSet, EventSpec, FailureIn, Phase, end, point, start
 from spanhooks.export.jsonl import JsonlSpanExporter
 from spanhooks.export.logillm_jsonl import JSONLCallback, register_jsonl_logger
 from spanhooks.export.reader import read_spans
@@ -93,6 +93,7 @@ __all__ = [
     "EventRecord",
     "EventSet",
     "EventSpec",
+    "FailureIn",
     "ForeignSpanBridge",
     "GenAIEvent",
     "IsolatedSpanProcessor",
