@@ -15,6 +15,7 @@ import functools
 import itertools
 import json
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -242,12 +243,15 @@ def assert_bounded(spans: Sequence[ReadableSpan], policy: AttributePolicy) -> No
 
 
 def problems(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Warnings and errors spanhooks or OpenTelemetry logged (span mapping failed, an end
-    without a start, an invalid attribute...)."""
+    """Warnings and errors spanhooks or OpenTelemetry logged on this thread, the one that
+    emits (span mapping failed, an end without a start, an invalid attribute...); not an
+    export thread an earlier test's collector left retrying."""
+    here = threading.get_ident()
     return [
         f"{record.name}: {record.getMessage()}"
         for record in caplog.records
         if record.levelno >= logging.WARNING
+        and record.thread == here
         and record.name.split(".")[0] in ("spanhooks", "opentelemetry")
     ]
 

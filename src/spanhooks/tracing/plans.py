@@ -222,9 +222,6 @@ class _PositionalPlan(EventPlan):
     def _prepare(self, spec: EventSpec) -> None:
         """What a phase's plan works out beyond the common part."""
 
-    def _attributes(self, args: tuple[Any, ...]) -> dict[str, Any]:
-        return from_positions(self.positions, args, self.policy) if self.positions else {}
-
     def _failure(self, args: tuple[Any, ...]) -> BaseException | str | None:
         """What :func:`~spanhooks.tracing.spans.failure_of` gives for these arguments; for
         a plan with an error extractor (callers test ``error`` first, saving a call)."""
@@ -377,7 +374,8 @@ class _EndPlan(_PositionalPlan):
                     failure = None
             elif self.error is not None:
                 failure = self._failure(args)
-            self.mapper.close(frame, self._attributes(args) if self.positions else {}, failure)
+            ended = from_positions(self.positions, args, self.policy) if self.positions else {}
+            self.mapper.close(frame, ended, failure)
         except Exception as exc:
             self._failed("closing span failed", exc)
 
@@ -404,7 +402,7 @@ class _PointPlan(_PositionalPlan):
                 spec,
                 self.name,
                 ctx,
-                self._attributes(args) if self.positions else {},
+                from_positions(self.positions, args, self.policy) if self.positions else {},
                 None if self.error is None else self._failure(args),
             )
         except Exception as exc:
