@@ -25,7 +25,7 @@ import spanhooks
 from spanhooks import AttributePolicy, CallbackEvent, CallbackManager, EventSet, point
 from spanhooks.export.reader import read_spans
 from spanhooks.testing import Capture, capture
-from spanhooks.tracing.attributes import coerce
+from spanhooks.tracing.attributes import _compact_encoder, coerce, to_json
 from spanhooks.vocab.logillm import ModuleEndEvent, ModuleStartEvent
 
 MAX_LENGTH = 64
@@ -182,6 +182,56 @@ def test_structured_values_are_valid_json_within_any_configured_length(
     assert isinstance(arguments, str)
     json.loads(arguments)  # valid JSON however it was truncated
     assert (span.attributes or {})["gen_ai.tool.name"] == "t"  # ids survive the count limit
+
+
+flat_dicts = st.dictionaries(
+    st.sampled_from(["q", "hits", "api_key", "token", "pay_to", "Score"]) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    max_size=8,
+)
+
+
+@HYPOTHESIS
+@given(value=flat_dicts, patterns=st.sampled_from([(), ("pay",)]))
+def test_a_dict_of_scalars_reads_the_same_alone_as_inside_a_structure(
+    value: dict[str, Any], patterns: tuple[str, ...]
+) -> None:
+    # A dict of plain scalars takes a shorter way to its JSON than a nested one: the same text,
+    # the same redaction of sensitive keys and patterns, the same odd numbers described.
+    policy = AttributePolicy(max_length=100_000, redact_patterns=patterns)
+    assert to_json({"outer": value}, policy) == '{"outer":' + to_json(value, policy) + "}"
+
+
+json_ready = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "é", "\u2028", '"']), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@HYPOTHESIS
+@given(value=st.dictionaries(st.text(alphabet="abcxyz", max_size=5), json_ready, max_size=5))
+def test_structured_values_are_written_as_json_dumps_writes_them(value: dict[str, Any]) -> None:
+    policy = AttributePolicy(max_length=1_000_000)
+    assert to_json(value, policy) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_structured_values_are_written_the_same_where_python_has_no_c_json_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)  # as on PyPy
+    encode = _compact_encoder()
+    value = {"é": [1, -2.5, None, True, "\u2028"], "n": {}}
+    assert "".join(encode(value, 0)) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    with pytest.raises(ValueError):
+        "".join(encode(math.nan, 0))
 
 
 @pytest.mark.parametrize(

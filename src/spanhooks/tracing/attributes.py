@@ -25,6 +25,7 @@ limited, with the exception's type only, never its message, which could quote th
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
@@ -591,12 +592,14 @@ def to_json(value: Any, policy: AttributePolicy) -> str:
     ``{"truncated": length, "preview": ...}``.
     """
     plain: Any = None
+    limit = policy.max_length
     try:
-        plain = _plain(value, policy, 0, set())
-        text = _compact(plain)
+        text = _flat_json(value, policy) if type(value) is dict else None
+        if text is None or len(text) > limit:  # the general way copies what it may shorten
+            plain = _plain(value, policy, 0, set())
+            text = _compact(plain)
     except Exception:
         text = json.dumps(unrepresentable(value))
-    limit = policy.max_length
     if len(text) <= limit:
         return text
     if isinstance(plain, dict | list):
@@ -617,8 +620,69 @@ _TRUNCATED_JSON = json.dumps("<truncated>")  # 13 characters: within the smalles
 _CUT = "...[truncated]"
 
 
+def _flat_json(value: dict[Any, Any], policy: AttributePolicy) -> str | None:
+    """The text :func:`to_json` gives a dict of plain scalars (str, bool, None, int64, finite
+    float) under str keys that nothing redacts, written without the copy ``_plain`` makes
+    (results and options are mostly such dicts); None for any other dict."""
+    if policy._pattern is not None or len(value) > 256:
+        return None
+    known = policy._sensitivity  # sensitive(), without its call for a key seen before
+    for key, item in value.items():
+        if type(key) is not str or (known.get(key) is not False and policy.sensitive(key)):
+            return None
+        cls = type(item)
+        if cls is str or cls is bool or item is None:
+            continue
+        if cls is int:
+            if _INT64_MIN <= item <= _INT64_MAX:
+                continue
+        elif cls is float and math.isfinite(item):
+            continue
+        return None
+    return _compact(value)
+
+
 def _compact(plain: Any) -> str:
+    """``json.dumps(plain, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``."""
+    return "".join(_encode(plain, 0))
+
+
+def _compact_encoder() -> Callable[[Any, int], Iterable[str]]:
+    """The encoder :func:`_compact` calls, made once: ``json.dumps`` with arguments makes one
+    per call, which costs more than encoding a small dict. What it is given is JSON-ready
+    and acyclic (``_plain`` and ``_flat_json`` see to it), so it keeps no cycle markers and
+    holds no state between calls (safe from any thread). Where the interpreter has no C
+    encoder, or one that writes otherwise than ``dumps``, ``dumps``' own encoder, made once."""
+    general = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+    )
+    make: Callable[..., Any] | None = getattr(json.encoder, "c_make_encoder", None)
+    with contextlib.suppress(Exception):  # no C encoder, or one with another signature
+        if make is not None:
+            # markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan
+            encode = make(
+                None, general.default, json.encoder.encode_basestring, None, ":", ",",
+                False, False, False,
+            )  # fmt: skip
+            probe = {"é": [1, -2.5, 1e300, None, True, '"\n\u2028'], "": {}}
+            if "".join(encode(probe, 0)) == _dumps_compact(probe) and _refuses_nan(encode):
+                return encode  # type: ignore[no-any-return]
+    return lambda plain, _level: (general.encode(plain),)
+
+
+def _refuses_nan(encode: Callable[[Any, int], Iterable[str]]) -> bool:
+    try:
+        encode(math.nan, 0)
+    except ValueError:
+        return True
+    return False
+
+
+def _dumps_compact(plain: Any) -> str:
     return json.dumps(plain, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+_encode = _compact_encoder()
 
 
 def _shortened(plain: Any, excess: int) -> Any:
