@@ -2,13 +2,13 @@
 
     python bench/instructions.py                  # W4: every span-pair case, 2,000 pairs each
     python bench/instructions.py --workload W5    # W5: the agent > turn > tool tree
-    python bench/instructions.py --workload W2    # W2: dispatch to one callback
+    python bench/instructions.py --workload W2    # W2: dispatch to one callback (W3: to five)
     python bench/instructions.py --units 500      # quicker, slightly less exact
 
 Needs ``valgrind`` (the Debian package). Each case runs in a fresh interpreter under
 ``valgrind --tool=callgrind`` twice: once with 200 warm-up units only, once with the warm-up and
 ``--units`` more. The difference divided by ``--units`` is the cost of one unit (a W4 pair, a
-W5 tree, a W2 emit), interpreter start-up and warm-up excluded, every thread included (the
+W5 tree, a W2 or W3 emit), interpreter start-up and warm-up excluded, every thread included (the
 export thread's share too). Each workload's ratio is to its reference case, the one its bar
 in issue 17 names.
 """
@@ -31,6 +31,7 @@ WARM_UP = 200
 WORKLOADS: dict[str, tuple[Callable[[], list[Case]], tuple[str, ...], str]] = {
     # workload: (its cases, the ones counted, the reference its ratio is to)
     "W2": (lambda: dispatch_cases(1), ("spanhooks", "pyee", "blinker", "pluggy"), "pyee"),
+    "W3": (lambda: dispatch_cases(5), ("spanhooks", "pyee", "blinker", "pluggy"), "pyee"),
     "W4": (
         span_cases,
         (

@@ -147,14 +147,12 @@ class Dispatcher(RouteTable[K]):
         try:
             for route in routes:
                 try:
-                    if not route.plain:
+                    if route.direct:  # the usual callback: one test, no empty dict unpacked
+                        result = route.fn(*args, **kwargs) if kwargs else route.fn(*args)
+                    elif not route.plain:
                         result = self._call_special(route, key, args, kwargs, span)
-                    elif route.passes_key:
-                        result = route.fn(key, *args, **kwargs)
-                    elif kwargs:
-                        result = route.fn(*args, **kwargs)
                     else:
-                        result = route.fn(*args)
+                        result = route.fn(key, *args, **kwargs)
                 except Exception as exc:
                     self._failed(route, key, exc, span)
                     continue

@@ -85,6 +85,8 @@ class Route:
     is_async: bool
     plain: bool
     """Sync, no timeout, no stats: the fast path calls it inline."""
+    direct: bool
+    """Plain and called with the event's own arguments: the dispatch loop's first test."""
 
 
 def is_async_callable(fn: object) -> bool:
@@ -240,7 +242,7 @@ class RouteTable(Generic[K]):
             raise TypeError(f"callback {reg.name} is not callable: {fn!r}")
         is_async = is_async_callable(fn)
         plain = not is_async and reg.timeout is None and not reg.stats
-        return Route(fn, reg, passes_key, is_async, plain)
+        return Route(fn, reg, passes_key, is_async, plain, plain and not passes_key)
 
     def _rebuild(self, changed_keys: Iterable[K]) -> None:
         table = dict(self.table)
