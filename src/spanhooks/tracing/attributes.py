@@ -626,9 +626,8 @@ def _flat_json(value: dict[Any, Any], policy: AttributePolicy) -> str | None:
     (results and options are mostly such dicts); None for any other dict."""
     if policy._pattern is not None or len(value) > 256:
         return None
-    known = policy._sensitivity  # sensitive(), without its call for a key seen before
     for key, item in value.items():
-        if type(key) is not str or (known.get(key) is not False and policy.sensitive(key)):
+        if type(key) is not str or policy.sensitive(key):
             return None
         cls = type(item)
         if cls is str or cls is bool or item is None:
